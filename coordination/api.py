@@ -1,0 +1,129 @@
+"""HTTP API for agents: frames in, context out, traces out, conformance checks.
+
+Agents authenticate with `Authorization: Bearer <token>`, the same token as on the socket.
+Errors are `{"error": {"code", "message"}}` with short stable codes.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from coordination import conformance
+from coordination.canonical import parse_json
+from coordination.conformance import verify_flow
+from coordination.context import rehydrate
+from coordination.events import Events
+from coordination.ingest import ingest
+from coordination.models import Agent, Coordination
+
+# A request may carry many frames; each is still held to LTP_MAX_FRAME_BYTES on its own.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+def api_error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def agent_required(view):
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        agent = Agent.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        if agent is None:
+            return api_error(
+                401,
+                "unauthorized",
+                "Missing or unknown agent token (Authorization: Bearer <token>).",
+                WWW_Authenticate='Bearer realm="ltpdash"',
+            )
+        request.agent = agent
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@csrf_exempt
+@require_POST
+@agent_required
+def frames(request: HttpRequest) -> JsonResponse:
+    """POST one frame, a list of frames, or a bundle. The answer lists one ack or error frame
+    per frame, in order: 200 when at least one was stored, 400 when none was."""
+    # Read at most one byte past the limit: a huge body is refused without being buffered.
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return api_error(413, "body_too_large", f"A request may be at most {MAX_BODY_BYTES} bytes.")
+    try:
+        data = parse_json(body)
+    except (ValueError, UnicodeDecodeError):
+        return api_error(400, "malformed_json", "The body is not valid JSON. Nothing was stored.")
+    items = data if isinstance(data, list) else [data]
+    if len(items) > settings.LTP_MAX_FRAMES_PER_REQUEST:
+        return api_error(
+            413,
+            "too_many_frames",
+            f"At most {settings.LTP_MAX_FRAMES_PER_REQUEST} frames per request.",
+        )
+    limit = settings.LTP_MAX_FRAME_BYTES
+    too_large = (
+        len(body) > limit
+        if not isinstance(data, list)
+        else any(len(_compact(item)) > limit for item in items)
+    )
+    if too_large:
+        return api_error(
+            413,
+            "frame_too_large",
+            f"A frame may be at most {limit} bytes. Nothing was stored.",
+        )
+    events = Events()
+    outcomes = ingest(request.agent, data, events, session_id="http")
+    events.flush_sync()
+    replies = [outcome.to_frame() for outcome in outcomes]
+    stored = any(o.error is None for o in outcomes) or not outcomes
+    return JsonResponse({"frames": replies}, status=200 if stored else 400)
+
+
+def _compact(item) -> bytes:
+    import json
+
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@require_GET
+@agent_required
+def context(request: HttpRequest, key: str) -> JsonResponse:
+    coordination = get_object_or_404(Coordination, key=key)
+    return JsonResponse(rehydrate(coordination))
+
+
+@require_GET
+@agent_required
+def trace(request: HttpRequest, key: str) -> StreamingHttpResponse:
+    coordination = get_object_or_404(Coordination, key=key)
+    return trace_response(coordination)
+
+
+def trace_response(coordination: Coordination) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        (line + "\n" for line in coordination.trace_lines()),
+        content_type="application/jsonl; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{coordination.key}.audit.trace.jsonl"'
+    return response
+
+
+@csrf_exempt
+@require_POST
+def conformance_verify(request: HttpRequest) -> JsonResponse:
+    """PROTOCOL §7. Open to anyone: it stores nothing and only judges the body."""
+    status, verdict = verify_flow(request.read(conformance.MAX_BODY_BYTES + 1))
+    return JsonResponse(verdict, status=status)

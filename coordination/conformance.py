@@ -1,0 +1,225 @@
+"""Conformance verification of a captured flow (PROTOCOL §7).
+
+``verify_flow`` answers LTP's ``POST /conformance/verify``: it takes the raw
+request body and returns the HTTP status with the verdict document. It
+stores nothing and routes nothing; it only judges the flow as written.
+
+Status rules: a body that cannot be read as a flow is 400 (413 when too
+big). Envelope errors (a frame that is not an object, a ``v`` other than
+"0.1") are 400 as well; flow errors (``hello`` not first) are 422; 400 wins
+when both occur. Warnings never change the status.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from coordination.canonical import parse_json
+
+__all__ = ["KNOWN_TYPES", "MAX_BODY_BYTES", "MAX_FRAMES", "verify_flow"]
+
+MAX_BODY_BYTES = 512 * 1024
+MAX_FRAMES = 5000
+KNOWN_TYPES = frozenset(
+    {"hello", "heartbeat", "orientation", "route_request", "route_response", "focus_snapshot"}
+)
+
+# Envelope errors make the flow malformed (400); any other error is 422.
+_ENVELOPE_ERRORS = frozenset({"frame_not_object", "wrong_version"})
+
+# Check name -> hint shown when it fails, in the order checks are reported.
+_CHECKS = {
+    "frames_are_objects": "Every frame must be a JSON object.",
+    "hello_first": "Start the flow with a hello frame.",
+    "version": 'Set "v" to the string "0.1" on every frame.',
+    "ts_order": "Keep ts non-decreasing in the order frames are sent.",
+    "unique_ids": "Give every frame from one sender its own id.",
+    "known_types": "Unknown frame types are ignored; use only the six LTP v0.1 types.",
+}
+_CHECK_OF_CODE = {
+    "frame_not_object": "frames_are_objects",
+    "hello_not_first": "hello_first",
+    "wrong_version": "version",
+    "ts_backwards": "ts_order",
+    "duplicate_id": "unique_ids",
+    "unknown_type": "known_types",
+}
+
+
+def verify_flow(body: bytes) -> tuple[int, dict[str, Any]]:
+    """Judge a ``{"frames": [...]}`` body; return (http_status, verdict)."""
+    if len(body) > MAX_BODY_BYTES:
+        return _rejected(413, "body_too_large", f"body is over {MAX_BODY_BYTES} bytes")
+    try:
+        document = parse_json(body)
+    except (ValueError, RecursionError):
+        return _rejected(400, "invalid_json", "body is not valid JSON")
+    if type(document) is not dict or "frames" not in document:
+        return _rejected(400, "frames_missing", 'body must be an object with a "frames" list')
+    frames = document["frames"]
+    if type(frames) is not list:
+        return _rejected(400, "frames_missing", '"frames" must be a list')
+    if not frames:
+        return _rejected(400, "frames_empty", '"frames" is empty')
+    if len(frames) > MAX_FRAMES:
+        return _rejected(
+            413, "too_many_frames", f"{len(frames)} frames, at most {MAX_FRAMES}", len(frames)
+        )
+    return _judge(frames)
+
+
+def _issue(code: str, message: str, frame: int | None) -> dict[str, Any]:
+    return {"code": code, "message": message, "frame": frame}
+
+
+def _rejected(
+    status: int, code: str, message: str, frame_count: int = 0
+) -> tuple[int, dict[str, Any]]:
+    # Nothing was judged, so nothing passed and the score is 0 rather than
+    # what the formula would give for one error.
+    return status, {
+        "ok": False,
+        "score": 0.0,
+        "errors": [_issue(code, message, None)],
+        "warnings": [],
+        "passed": [],
+        "hints": [message[0].upper() + message[1:] + "."],
+        "annotations": [],
+        "frameCount": frame_count,
+        "httpStatus": status,
+    }
+
+
+def _judge(frames: list[Any]) -> tuple[int, dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    # A first frame that is not an object is already an error; it is not
+    # counted twice, but "hello first" cannot be reported as passed either.
+    unjudged: set[str] = set() if type(frames[0]) is dict else {"hello_first"}
+
+    # ts order is judged across the whole flow, by frame position, against
+    # the last frame whose ts could be read: a captured flow is one
+    # conversation, and per-sender order would miss a mediator reordering it.
+    last_ts: float | None = None
+    last_ts_frame = -1
+    # Senders without "from" are treated as one anonymous sender (None).
+    seen_ids: dict[tuple[str | None, str], int] = {}
+
+    for index, frame in enumerate(frames):
+        if type(frame) is not dict:
+            errors.append(_issue("frame_not_object", "frame is not a JSON object", index))
+            continue
+
+        if index == 0 and frame.get("type") != "hello":
+            errors.append(
+                _issue(
+                    "hello_not_first",
+                    f"first frame is {_show(frame.get('type'))}, not hello",
+                    index,
+                )
+            )
+
+        if "v" not in frame:
+            errors.append(_issue("wrong_version", 'v is missing, expected "0.1"', index))
+        elif frame["v"] != "0.1":
+            errors.append(
+                _issue("wrong_version", f'v is {_show(frame["v"])}, expected "0.1"', index)
+            )
+
+        ts = _ts_millis(frame.get("ts"))
+        if ts is None:
+            notes.append({"frame": index, "note": "ts missing or unreadable; order not checked"})
+        else:
+            if last_ts is not None and ts < last_ts:
+                warnings.append(
+                    _issue(
+                        "ts_backwards",
+                        f"ts is earlier than frame {last_ts_frame}'s",
+                        index,
+                    )
+                )
+            last_ts, last_ts_frame = ts, index
+
+        frame_id = frame.get("id")
+        sender = frame.get("from") if type(frame.get("from")) is str else None
+        if type(frame_id) is str and frame_id:
+            key = (sender, frame_id)
+            if key in seen_ids:
+                who = sender if sender is not None else "the anonymous sender"
+                warnings.append(
+                    _issue(
+                        "duplicate_id",
+                        f"id {_show(frame_id)} from {who} was already used by frame "
+                        f"{seen_ids[key]}",
+                        index,
+                    )
+                )
+            else:
+                seen_ids[key] = index
+        else:
+            notes.append({"frame": index, "note": "id missing or not a string; not checked"})
+
+        frame_type = frame.get("type")
+        # Checked as str first: a list or object here is unhashable.
+        if type(frame_type) is not str or frame_type not in KNOWN_TYPES:
+            warnings.append(
+                _issue(
+                    "unknown_type",
+                    f"type {_show(frame_type)} is not an LTP v0.1 type; ignored",
+                    index,
+                )
+            )
+
+    failed = {_CHECK_OF_CODE[issue["code"]] for issue in errors + warnings}
+    status = 200
+    if errors:
+        envelope = any(issue["code"] in _ENVELOPE_ERRORS for issue in errors)
+        status = 400 if envelope else 422
+    score = round(max(0.0, 1 - 0.25 * len(errors) - 0.05 * len(warnings)), 3)
+
+    annotations = [
+        {"frame": issue["frame"], "note": f"{issue['code']}: {issue['message']}"}
+        for issue in errors + warnings
+    ] + notes
+    annotations.sort(key=lambda a: a["frame"])
+
+    return status, {
+        "ok": not errors,
+        "score": score,
+        "errors": errors,
+        "warnings": warnings,
+        "passed": [name for name in _CHECKS if name not in failed | unjudged],
+        "hints": [hint for name, hint in _CHECKS.items() if name in failed | unjudged],
+        "annotations": annotations,
+        "frameCount": len(frames),
+        "httpStatus": status,
+    }
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "missing"
+    text = f'"{value}"' if type(value) is str else repr(value)
+    # Agent-supplied; keep messages short whatever was sent.
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _ts_millis(value: Any) -> float | None:
+    """ts as Unix milliseconds: numbers as given, ISO-8601 strings parsed."""
+    if type(value) in (int, float):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if type(value) is str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            # LTP timestamps are UTC; a zone-less string is read that way.
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp() * 1000
+    return None

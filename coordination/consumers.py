@@ -1,0 +1,241 @@
+"""Websocket consumers. Thin: they translate between sockets and ingest / the channel layer.
+
+Channels awaits `aclose_old_connections()` (a hop to the sync thread) before every handler;
+every ORM call here already goes through `database_sync_to_async`, which manages
+connections itself, so `dispatch` skips that hop (it roughly halves throughput otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from coordination import presence
+from coordination.canonical import parse_json
+from coordination.events import Events, agent_group
+from coordination.ingest import ingest
+from coordination.models import Agent, Coordination, Delivery, Orientation
+from coordination.schemas import error_frame
+
+# Close codes (documented in the README).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_RATE_LIMITED = 4429
+# Refused frames in a row (rate limit) after which a connection counts as abusive.
+MAX_STRIKES = 100
+# How often a connected agent's outbox is checked for frames owed to it that no channel-layer
+# message announced: written by another process (the sweeper) on the in-memory layer, or
+# dropped by a full channel.
+OUTBOX_CHECK_SECONDS = 2.0
+
+
+class FastDispatchMixin:
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def bearer_token(scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
+    """`/ws/agent/`: one authenticated agent speaking LTP (PROTOCOL §4)."""
+
+    agent: Agent | None = None
+
+    async def connect(self) -> None:
+        self.agent = await database_sync_to_async(Agent.authenticate)(bearer_token(self.scope))
+        if self.agent is None:
+            # Accept first so the agent can read why: a handshake refusal carries no reason.
+            await self.accept()
+            await self.send(
+                text_data=_dumps(
+                    error_frame("unauthorized", "Missing or unknown agent token (Bearer).")
+                )
+            )
+            await self.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
+            return
+        self.session_id = uuid.uuid4().hex
+        self.bucket = TokenBucket(settings.LTP_RATE_LIMIT, 2 * settings.LTP_RATE_LIMIT)
+        self.strikes = 0
+        self.sent: set[int] = set()  # deliveries pushed on this connection
+        await self.channel_layer.group_add(agent_group(self.agent.pk), self.channel_name)
+        await self.accept()
+        events = Events()
+        await database_sync_to_async(presence.connected)(self.agent, events)
+        await events.flush()
+        self.outbox_task = asyncio.create_task(self._watch_outbox())
+
+    async def disconnect(self, code) -> None:
+        if self.agent is None:
+            return
+        self.outbox_task.cancel()
+        await self.channel_layer.group_discard(agent_group(self.agent.pk), self.channel_name)
+        events = Events()
+        await database_sync_to_async(presence.disconnected)(self.agent, events)
+        await events.flush()
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.agent is None:
+            return
+        if not self.bucket.take():
+            self.strikes += 1
+            if self.strikes >= MAX_STRIKES:
+                await self.send_frame(
+                    error_frame("rate_limited", "Too many frames; closing this connection.")
+                )
+                await self.close(code=CLOSE_RATE_LIMITED, reason="rate limit")
+                return
+            await self.send_frame(
+                error_frame(
+                    "rate_limited",
+                    f"More than {settings.LTP_RATE_LIMIT} frames/s; this frame was not "
+                    "stored. Slow down and resend it.",
+                )
+            )
+            return
+        self.strikes = 0
+        raw = text_data if text_data is not None else bytes_data
+        size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+        if size > settings.LTP_MAX_FRAME_BYTES:
+            await self.send_frame(
+                error_frame(
+                    "frame_too_large",
+                    f"A message may be at most {settings.LTP_MAX_FRAME_BYTES} bytes; "
+                    f"this one was {size}. Nothing was stored.",
+                )
+            )
+            return
+        try:
+            data = parse_json(raw)
+        except (ValueError, UnicodeDecodeError):
+            await self.send_frame(
+                error_frame("malformed_json", "The message is not valid JSON. Nothing was stored.")
+            )
+            return
+        events = Events()
+        replies, replay = await database_sync_to_async(self._ingest)(data, events)
+        for reply in replies:
+            await self.send_frame(reply)
+        await events.flush()
+        for pk, text in replay:
+            if pk is not None:
+                self.sent.add(pk)
+            await self.send(text_data=text)
+
+    def _ingest(self, data, events: Events) -> tuple[list[dict], list[tuple[int | None, str]]]:
+        outcomes = ingest(self.agent, data, events, session_id=self.session_id)
+        replies = [outcome.to_frame() for outcome in outcomes]
+        hello = _hello_in(data)
+        replay = continuity(self.agent, hello) if hello is not None else []
+        return replies, replay
+
+    async def agent_deliver(self, event) -> None:
+        self.sent.add(event["delivery"])
+        await self.send(text_data=event["frame"])
+
+    async def _watch_outbox(self) -> None:
+        while True:
+            await asyncio.sleep(OUTBOX_CHECK_SECONDS)
+            owed = await database_sync_to_async(_owed)(self.agent, self.sent)
+            for pk, text in owed:
+                self.sent.add(pk)
+                await self.send(text_data=text)
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=_dumps(frame))
+
+
+def _hello_in(data) -> dict | None:
+    """The hello payload in what was sent (frame, list or bundle), if any."""
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "hello":
+            payload = item.get("payload")
+            return payload if isinstance(payload, dict) else {}
+        if "type" not in item and isinstance(item.get("hello"), dict):
+            return (
+                item["hello"]
+                if "coordination_id" not in item
+                else {"coordination_id": item["coordination_id"], **item["hello"]}
+            )
+    return None
+
+
+def _owed(agent: Agent, already_sent: set[int]) -> list[tuple[int, str]]:
+    rows = (
+        Delivery.objects.filter(agent=agent, acked_at=None)
+        .order_by("created_at", "pk")
+        .values_list("pk", "frame__raw")[:200]
+    )
+    return [(pk, raw) for pk, raw in rows if pk not in already_sent]
+
+
+def continuity(agent: Agent, hello: dict) -> list[tuple[int | None, str]]:
+    """What an agent gets after hello (PROTOCOL §4): the coordination's latest focus_snapshot
+    and its own last orientation there, then every frame it is owed and has not acked."""
+    agent.refresh_from_db(fields=["current_coordination"])
+    key = hello.get("coordination_id")
+    coordination = None
+    if isinstance(key, str):
+        coordination = (
+            Coordination.objects.filter(key=key).select_related("latest_snapshot").first()
+        )
+    if coordination is None and agent.current_coordination_id:
+        coordination = Coordination.objects.select_related("latest_snapshot").get(
+            pk=agent.current_coordination_id
+        )
+    frames: list[tuple[int | None, str]] = []
+    if coordination is not None:
+        if coordination.latest_snapshot is not None:
+            frames.append((None, coordination.latest_snapshot.raw))
+        orientation = (
+            Orientation.objects.filter(coordination=coordination, agent=agent)
+            .select_related("frame")
+            .first()
+        )
+        if orientation is not None:
+            frames.append((None, orientation.frame.raw))
+    frames.extend(_owed(agent, set()))
+    return frames
+
+
+def _dumps(frame: dict) -> str:
+    import json
+
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+# Browser routes (path, consumer), mounted by ltpdash/asgi.py behind the session and an
+# Origin check. The console adds its viewer consumers here.
+BROWSER_ROUTES: list[tuple[str, type]] = []

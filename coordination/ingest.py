@@ -1,0 +1,316 @@
+"""The one entry point for frames from agents, whichever transport brought them.
+
+    1. parse      the envelope (pydantic), payload through lenient views
+    2. authorise  `from` is the authenticated agent (filled in when missing)
+    3. dedupe     (sender, id) is unique: a retry is acknowledged again, never applied again
+    4. append     to the coordination's hash chain, under the coordination's row lock
+    5. effects    orientation, route request, escalation, snapshot, presence: same transaction
+    6. publish    channel-layer events after commit (Events, flushed by the caller)
+
+An outcome (ack) is produced only after the transaction has committed, so "acknowledged"
+always means "stored".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from coordination import decisions, routing
+from coordination.canonical import CanonicalError, canonical
+from coordination.events import Events
+from coordination.models import (
+    Agent,
+    Coordination,
+    Delivery,
+    Frame,
+    Orientation,
+    RequestStatus,
+    RouteRequest,
+)
+from coordination.presence import saw_agent
+from coordination.schemas import (
+    KNOWN_TYPES,
+    VIEWS,
+    FocusSnapshotView,
+    FrameError,
+    HelloView,
+    OrientationView,
+    Outcome,
+    RouteRequestView,
+    RouteResponseView,
+    expand,
+    parse_envelope,
+    read_payload,
+)
+
+
+def ingest(agent: Agent, data: Any, events: Events, session_id: str = "") -> list[Outcome]:
+    """Ingest what an agent sent (frame, list or bundle); one outcome per frame, in order.
+
+    Agent acks (`type: ack`) are applied but produce no outcome: nobody acks an ack.
+    """
+    outcomes = []
+    for item in expand(data, agent.name):
+        if isinstance(item, dict) and item.get("type") == "ack":
+            apply_agent_ack(agent, item)
+            continue
+        outcomes.append(ingest_frame(agent, item, events, session_id))
+    return outcomes
+
+
+def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") -> Outcome:
+    try:
+        envelope = parse_envelope(item)
+    except FrameError as exc:
+        return Outcome(frame_id=exc.frame_id, error=exc)
+    frame = dict(item)
+    if envelope.from_ is None:
+        frame["from"] = agent.name
+    elif envelope.from_ != agent.name:
+        return Outcome(
+            frame_id=envelope.id,
+            error=FrameError(
+                "sender_mismatch",
+                f"This connection is authenticated as {agent.name!r}; "
+                f"it cannot send frames from {envelope.from_!r}.",
+                envelope.id,
+            ),
+        )
+    try:
+        text = canonical(frame)
+    except CanonicalError as exc:
+        return Outcome(
+            frame_id=envelope.id,
+            error=FrameError("unrepresentable_value", f"{exc}. Nothing was stored.", envelope.id),
+        )
+    if envelope.type == "heartbeat":
+        # Heartbeats keep presence fresh; they are not chain entries (presence changes are).
+        saw_agent(agent, events, heartbeat=True)
+        return Outcome(frame_id=envelope.id)
+
+    existing = _stored(agent.name, envelope.id)
+    if existing is not None:
+        return _duplicate(existing)
+    try:
+        with transaction.atomic():
+            stored, warnings = _append_and_apply(agent, envelope, frame, text, events, session_id)
+    except IntegrityError:
+        # A concurrent copy of the same frame won the race; this one is a duplicate.
+        existing = _stored(agent.name, envelope.id)
+        if existing is None:
+            raise
+        return _duplicate(existing)
+    except DatabaseError:
+        return Outcome(
+            frame_id=envelope.id,
+            error=FrameError(
+                "storage_failed",
+                "The frame could not be stored, so it was not acknowledged; send it again.",
+                envelope.id,
+            ),
+        )
+    return Outcome(
+        frame_id=envelope.id, seq=stored.seq, hash=stored.hash or None, warnings=warnings
+    )
+
+
+def _stored(sender: str, frame_id: str) -> Frame | None:
+    return (
+        Frame.objects.filter(sender=sender, frame_id=frame_id)
+        .only("frame_id", "seq", "hash", "warnings")
+        .first()
+    )
+
+
+def _duplicate(frame: Frame) -> Outcome:
+    return Outcome(
+        frame_id=frame.frame_id,
+        seq=frame.seq,
+        hash=frame.hash or None,
+        duplicate=True,
+        warnings=frame.warnings,
+    )
+
+
+def _append_and_apply(agent, envelope, frame, text, events, session_id):
+    warnings: list[str] = []
+    if envelope.type not in KNOWN_TYPES:
+        warnings.append(f"unknown type {envelope.type!r}: stored and acknowledged, no effect")
+    view = None
+    if envelope.type in KNOWN_TYPES:
+        view, view_warnings = read_payload(VIEWS[envelope.type], envelope.payload)
+        warnings.extend(view_warnings)
+
+    ts_ms = _ts_ms(envelope)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    if ts_ms is not None and agent.last_ts_ms is not None and ts_ms < agent.last_ts_ms:
+        warnings.append("ts is earlier than this sender's previous frame; kept as sent")
+    if ts_ms is not None and (agent.last_ts_ms is None or ts_ms > agent.last_ts_ms):
+        agent.last_ts_ms = ts_ms
+
+    key = resolve_coordination_key(agent, envelope, view)
+    ts = datetime.fromtimestamp(ts_ms / 1000, tz=UTC) if ts_ms is not None else None
+    if key is None:
+        stored = Frame.objects.create(
+            frame_id=envelope.id,
+            sender=agent.name,
+            agent=agent,
+            type=envelope.type,
+            raw=text,
+            ts=ts,
+            session_id=session_id,
+            warnings=warnings,
+        )
+        coordination = None
+    else:
+        coordination = Coordination.lock(key)
+        stored = coordination.append(
+            frame,
+            sender=agent.name,
+            agent=agent,
+            direction="in",
+            session_id=session_id,
+            warnings=warnings,
+            ts=ts,
+            orientation=_orientation_in_force(coordination, agent),
+            text=text,
+        )
+        events.frame_appended(coordination.pk, stored.seq)
+
+    _apply(agent, coordination, stored, envelope, view, events)
+    agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
+    saw_agent(agent, events)
+    return stored, warnings
+
+
+def _ts_ms(envelope) -> int | None:
+    try:
+        return envelope.ts_ms
+    except (ValueError, OverflowError):
+        return None
+
+
+def _orientation_in_force(coordination: Coordination, agent: Agent) -> Frame | None:
+    orientation = (
+        Orientation.objects.filter(coordination=coordination, agent=agent).only("frame_id").first()
+    )
+    return Frame(pk=orientation.frame_id) if orientation else None
+
+
+def resolve_coordination_key(agent: Agent, envelope, view) -> str | None:
+    """PROTOCOL §3: top-level coordination_id, payload.coordination_id, the coordination of
+    the request answered (in_reply_to), then the one the agent last declared."""
+    if envelope.coordination_id:
+        return envelope.coordination_id
+    declared = getattr(view, "coordination_id", None)
+    if declared:
+        return declared[:200]
+    in_reply_to = getattr(view, "in_reply_to", None)
+    if in_reply_to:
+        request = _request_answered(agent, in_reply_to)
+        if request is not None:
+            return request.coordination.key
+    if agent.current_coordination_id:
+        return Coordination.objects.values_list("key", flat=True).get(
+            pk=agent.current_coordination_id
+        )
+    return None
+
+
+def _request_answered(agent: Agent, in_reply_to: str) -> RouteRequest | None:
+    # Ids are unique per sender only, so prefer the request that was addressed to this agent.
+    candidates = RouteRequest.objects.filter(ltp_id=in_reply_to).select_related("coordination")
+    return candidates.filter(assigned_to=agent).first() or candidates.first()
+
+
+# --- effects ---------------------------------------------------------------------------------
+
+
+def _apply(agent, coordination, stored: Frame, envelope, view, events: Events) -> None:
+    in_reply_to = envelope.payload.get("in_reply_to")
+    if isinstance(in_reply_to, str):
+        # Any frame carrying in_reply_to acknowledges what it answers (PROTOCOL §4).
+        ack_deliveries(agent, in_reply_to)
+    if view is None:
+        return
+    if isinstance(view, HelloView):
+        if view.role:
+            agent.role = view.role[:200]
+        if view.capabilities:
+            agent.capabilities = view.capabilities
+    if coordination is None:
+        return
+    if isinstance(view, HelloView | OrientationView):
+        agent.current_coordination = coordination
+    if isinstance(view, OrientationView):
+        Orientation.objects.update_or_create(
+            coordination=coordination,
+            agent=agent,
+            defaults={
+                "frame": stored,
+                "role": (view.role or "")[:200],
+                "intent": view.intent or "",
+                "guardrails": view.guardrails,
+                "mode": (view.mode or "")[:200],
+                "focus": view.focus or "",
+                "updated_at": timezone.now(),
+            },
+        )
+        # The orientation in force for this frame is the one it declares.
+        stored.orientation = stored
+        stored.save(update_fields=["orientation"])
+    elif isinstance(view, RouteRequestView):
+        request = RouteRequest.objects.create(
+            coordination=coordination,
+            frame=stored,
+            requester=agent,
+            ltp_id=stored.frame_id,
+            target=(view.target or envelope.to or "")[:200],
+            need=view.need or view.intent or view.goal or "",
+            action=view.wanted_action[:200],
+        )
+        routing.dispatch(request, events)
+    elif isinstance(view, RouteResponseView):
+        request = _match_request(agent, coordination, view)
+        if request is not None:
+            routing.answered(request, stored, events)
+        decisions.open_from_branches(agent, coordination, stored, view, request, events)
+    elif isinstance(view, FocusSnapshotView):
+        coordination.latest_snapshot = stored
+        coordination.state = (view.state or "")[:500]
+        coordination.health = (view.health or "")[:20]
+        coordination.save(update_fields=["latest_snapshot", "state", "health"])
+
+
+def _match_request(agent, coordination, view) -> RouteRequest | None:
+    if view.in_reply_to:
+        request = _request_answered(agent, view.in_reply_to)
+        if request is not None and request.coordination_id == coordination.pk:
+            return request
+        return None
+    # Agents written from the seed example answer without in_reply_to: take the oldest open
+    # request this agent was asked in this coordination.
+    return (
+        RouteRequest.objects.filter(
+            coordination=coordination, assigned_to=agent, status=RequestStatus.OPEN
+        )
+        .order_by("created_at")
+        .first()
+    )
+
+
+def apply_agent_ack(agent: Agent, item: dict) -> None:
+    payload = item.get("payload")
+    frame_id = payload.get("frame_id") if isinstance(payload, dict) else None
+    if isinstance(frame_id, str):
+        ack_deliveries(agent, frame_id)
+
+
+def ack_deliveries(agent: Agent, frame_id: str) -> int:
+    return Delivery.objects.filter(agent=agent, ltp_id=frame_id, acked_at=None).update(
+        acked_at=timezone.now()
+    )

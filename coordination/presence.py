@@ -1,0 +1,90 @@
+"""Presence: online (connected, heartbeat fresh), silent (connected, heartbeat overdue),
+offline (disconnected).
+
+Every change is a conditional update (`filter(presence=old).update(...)`), so two processes
+that notice the same change (two sweepers, a sweeper and a reconnect) record it once. A
+recorded change is a frame ltpdash appends to the agent's current coordination: reviewers
+can see why a request went to a fallback agent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from coordination.events import DASHBOARD, Events
+from coordination.models import LTPDASH, Agent, Coordination, Presence
+from coordination.schemas import emitted
+
+# Refreshing last_seen on every frame would add a write per frame; this is fine enough for
+# deadlines measured in tens of seconds.
+SEEN_RESOLUTION = timedelta(seconds=2)
+
+
+def saw_agent(agent: Agent, events: Events, heartbeat: bool = False) -> None:
+    """The agent just spoke: push its heartbeat deadline out; a silent agent is online again."""
+    now = timezone.now()
+    if heartbeat or agent.last_seen is None or now - agent.last_seen > SEEN_RESOLUTION:
+        agent.last_seen = now
+        agent.heartbeat_deadline = agent.next_heartbeat_deadline(now)
+        Agent.objects.filter(pk=agent.pk).update(
+            last_seen=now, heartbeat_deadline=agent.heartbeat_deadline
+        )
+    if agent.presence == Presence.SILENT and agent.connections > 0:
+        change_presence(agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", events)
+
+
+def connected(agent: Agent, events: Events) -> None:
+    with transaction.atomic():
+        now = timezone.now()
+        Agent.objects.filter(pk=agent.pk).update(
+            connections=F("connections") + 1,
+            last_seen=now,
+            heartbeat_deadline=agent.next_heartbeat_deadline(now),
+        )
+        agent.refresh_from_db()
+        if agent.presence != Presence.ONLINE:
+            change_presence(agent, agent.presence, Presence.ONLINE, "connected", events)
+
+
+def disconnected(agent: Agent, events: Events) -> None:
+    with transaction.atomic():
+        Agent.objects.filter(pk=agent.pk, connections__gt=0).update(
+            connections=F("connections") - 1
+        )
+        agent.refresh_from_db()
+        if agent.connections == 0 and agent.presence != Presence.OFFLINE:
+            change_presence(agent, agent.presence, Presence.OFFLINE, "disconnected", events)
+
+
+def change_presence(agent: Agent, old: str, new: str, reason: str, events: Events) -> bool:
+    """Record old → new once. Returns False when someone else already changed it."""
+    now = timezone.now()
+    claimed = Agent.objects.filter(pk=agent.pk, presence=old).update(
+        presence=new, presence_changed_at=now
+    )
+    if not claimed:
+        return False
+    agent.presence, agent.presence_changed_at = new, now
+    events.publish(DASHBOARD, {"type": "dashboard.changed", "agent": agent.pk})
+    if agent.current_coordination_id is not None:
+        coordination = Coordination.objects.select_for_update().get(
+            pk=agent.current_coordination_id
+        )
+        frame = emitted(
+            "presence",
+            {"agent": agent.name, "presence": new, "previous": old, "reason": reason},
+        )
+        coordination.append(frame, sender=LTPDASH, direction="out")
+        events.frame_appended(coordination.pk, coordination.head_seq)
+    return True
+
+
+def describe(agent: Agent) -> str:
+    """'metrics-agent offline since 12:03:10' — the words routing reasons are made of."""
+    since = agent.presence_changed_at
+    when = f" since {since:%H:%M:%S}" if since else ""
+    return f"{agent.name} {agent.presence}{when}"

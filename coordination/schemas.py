@@ -1,0 +1,362 @@
+"""What crosses the wire: the LTP envelope, bundles, lenient payload views, emitted frames.
+
+Envelope problems are errors (the frame is refused); payload oddities are warnings attached
+to the stored frame (PROTOCOL §1: never reject a frame because its payload has an unexpected
+shape).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
+VERSION = "0.1"
+KNOWN_TYPES = frozenset(
+    {"hello", "heartbeat", "orientation", "route_request", "route_response", "focus_snapshot"}
+)
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class FrameError(Exception):
+    """A frame refused at the edge: a stable code for machines, a sentence for people."""
+
+    def __init__(self, code: str, message: str, frame_id: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+# --- the envelope ----------------------------------------------------------------------------
+
+
+def _ts(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("ts must be Unix milliseconds or an ISO-8601 string")
+    return value
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+    v: Literal["0.1"]
+    id: StrictStr = Field(min_length=1, max_length=200)
+    ts: Annotated[int | float | StrictStr, BeforeValidator(_ts)]
+    type: StrictStr = Field(min_length=1, max_length=100)
+    from_: StrictStr | None = Field(default=None, alias="from", max_length=200)
+    to: StrictStr | None = Field(default=None, max_length=200)
+    payload: dict[str, Any]
+    coordination_id: StrictStr | None = Field(default=None, max_length=200)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_readable(cls, value: int | float | str) -> int | float | str:
+        if isinstance(value, str):
+            parse_iso(value)
+        return value
+
+    @property
+    def ts_ms(self) -> int:
+        if isinstance(self.ts, str):
+            return int(parse_iso(self.ts).timestamp() * 1000)
+        return int(self.ts)
+
+
+def parse_iso(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("ts is neither Unix milliseconds nor an ISO-8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Field -> (code, sentence) for envelope validation failures: stable codes agents can match.
+_ENVELOPE_ERRORS = {
+    "v": ("unsupported_version", 'LTP version must be the string "0.1".'),
+    "id": ("missing_id", "Every frame needs a non-empty string id (at most 200 characters)."),
+    "ts": ("invalid_ts", "ts must be Unix milliseconds or an ISO-8601 string."),
+    "type": ("invalid_type", "type must be a non-empty string."),
+    "payload": ("payload_not_object", "payload must be a JSON object."),
+    "from": ("invalid_envelope", "from must be a string."),
+    "to": ("invalid_envelope", "to must be a string."),
+    "coordination_id": ("invalid_envelope", "coordination_id must be a string."),
+}
+
+
+def parse_envelope(data: Any) -> Envelope:
+    """Validate one frame's envelope, or raise FrameError with the first problem's code."""
+    if not isinstance(data, dict):
+        raise FrameError("not_an_object", "A frame must be a JSON object.")
+    frame_id = data.get("id") if isinstance(data.get("id"), str) else None
+    _check_integers(data, frame_id)
+    try:
+        return Envelope.model_validate(data)
+    except ValidationError as exc:
+        order = list(_ENVELOPE_ERRORS)
+        locs = sorted(
+            (str(err["loc"][0]) if err["loc"] else "" for err in exc.errors()),
+            key=lambda loc: order.index(loc) if loc in order else len(order),
+        )
+        code, message = _ENVELOPE_ERRORS.get(locs[0], ("invalid_envelope", str(exc)))
+        raise FrameError(code, message, frame_id) from None
+
+
+def _check_integers(value: Any, frame_id: str | None) -> None:
+    # JavaScript cannot represent these, so the chain hash would not verify elsewhere.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise FrameError(
+                "unsafe_integer",
+                "Integers beyond ±(2^53−1) cannot be represented in LTP; send them as strings.",
+                frame_id,
+            )
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_integers(item, frame_id)
+    elif isinstance(value, list):
+        for item in value:
+            _check_integers(item, frame_id)
+
+
+# --- bundles ---------------------------------------------------------------------------------
+
+BUNDLE_RESERVED = frozenset({"id", "coordination_id", "to"})
+
+
+def is_bundle(data: Any) -> bool:
+    return isinstance(data, dict) and "type" not in data and "v" not in data
+
+
+def expand(data: Any, sender: str, now_ms: int | None = None) -> list[Any]:
+    """Turn what an agent sent (a frame, a list of frames, or a bundle) into frames.
+
+    Bundle frames get `v`, `ts`, `from` filled in; with a bundle `id` each frame's id is
+    `<id>:<type>` so a retried bundle is idempotent; without one the server assigns ids.
+    Items that are not objects are passed through so that the caller reports them per item.
+    """
+    if isinstance(data, list):
+        out: list[Any] = []
+        for item in data:
+            out.extend(expand(item, sender, now_ms) if is_bundle(item) else [item])
+        return out
+    if not is_bundle(data):
+        return [data]
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    bundle_id = data.get("id")
+    frames = []
+    for key, payload in data.items():
+        if key in BUNDLE_RESERVED:
+            continue
+        frame: dict[str, Any] = {
+            "v": VERSION,
+            "id": f"{bundle_id}:{key}" if isinstance(bundle_id, str) and bundle_id else new_id(),
+            "ts": now_ms,
+            "type": key,
+            "from": sender,
+            "payload": payload,
+        }
+        for extra in ("coordination_id", "to"):
+            if extra in data:
+                frame[extra] = data[extra]
+        frames.append(frame)
+    return frames
+
+
+def new_id(prefix: str = "srv") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+# --- lenient payload views ---------------------------------------------------------------------
+
+
+def _text(value: Any) -> Any:
+    # Numbers and booleans read as text; objects and lists stay invalid (-> warning).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _text_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [_text(v) for v in value if v is not None]
+    return value
+
+
+Text = Annotated[str | None, BeforeValidator(_text)]
+TextList = Annotated[list[str], BeforeValidator(_text_list)]
+
+
+class PayloadView(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class HelloView(PayloadView):
+    role: Text = None
+    capabilities: TextList = []
+    message: Text = None
+    coordination_id: Text = None
+
+
+class HeartbeatView(PayloadView):
+    seq: int | None = None
+    latency_ms: float | None = None
+    load: float | None = None
+    status: Text = None
+
+
+class OrientationView(PayloadView):
+    role: Text = None
+    intent: Text = None
+    guardrails: TextList = []
+    mode: Text = None
+    focus: Text = None
+    identity: Text = None
+    coordination_id: Text = None
+
+
+class RouteRequestView(PayloadView):
+    target: Text = None
+    need: Text = None
+    intent: Text = None
+    goal: Text = None
+    action: Text = None
+    targetState: Text = None
+    coordination_id: Text = None
+
+    @property
+    def wanted_action(self) -> str:
+        return self.action or self.targetState or ""
+
+
+class Branch(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    key: Text = None  # the object key in the keyed dialect ("primary", "recover", ...)
+    id: Text = None
+    action: Text = None
+    reason: Text = None
+    confidence: float | None = None
+    path: Text = None
+    status: Text = None
+
+
+def _branches(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [
+            {"key": key, **item} if isinstance(item, dict) else {"key": key, "path": item}
+            for key, item in value.items()
+        ]
+    if isinstance(value, list):
+        return [item if isinstance(item, dict) else {"path": item} for item in value]
+    return value
+
+
+class RouteResponseView(PayloadView):
+    target: Text = None
+    result: dict[str, Any] | None = None
+    branches: Annotated[list[Branch], BeforeValidator(_branches)] = []
+    in_reply_to: Text = None
+    coordination_id: Text = None
+
+
+class FocusSnapshotView(PayloadView):
+    coordination_id: Text = None
+    state: Text = None
+    health: Text = None
+
+
+VIEWS: dict[str, type[PayloadView]] = {
+    "hello": HelloView,
+    "heartbeat": HeartbeatView,
+    "orientation": OrientationView,
+    "route_request": RouteRequestView,
+    "route_response": RouteResponseView,
+    "focus_snapshot": FocusSnapshotView,
+}
+
+
+V = TypeVar("V", bound=PayloadView)
+
+
+def read_payload(view: type[V], payload: dict[str, Any]) -> tuple[V, list[str]]:
+    """Read a payload through a lenient view: fields of the wrong shape are dropped and
+    reported as warnings instead of refusing the frame."""
+    try:
+        return view.model_validate(payload), []
+    except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        warnings = [f"payload.{loc}: unexpected shape, ignored" for loc in sorted(map(str, bad))]
+        cleaned = {k: v for k, v in payload.items() if k not in bad}
+        return view.model_validate(cleaned), warnings
+
+
+# --- what ltpdash sends --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of ingesting one frame, turned into an `ack` or `error` frame."""
+
+    frame_id: str | None
+    seq: int | None = None
+    hash: str | None = None
+    duplicate: bool = False
+    warnings: list[str] = field(default_factory=list)
+    error: FrameError | None = None
+
+    def to_frame(self) -> dict[str, Any]:
+        if self.error is not None:
+            payload: dict[str, Any] = {"code": self.error.code, "message": self.error.message}
+            if self.frame_id is not None:
+                payload["frame_id"] = self.frame_id
+            return emitted("error", payload)
+        return emitted(
+            "ack",
+            {
+                "frame_id": self.frame_id,
+                "seq": self.seq,
+                "hash": self.hash,
+                "duplicate": self.duplicate,
+                "warnings": self.warnings,
+            },
+        )
+
+
+def emitted(
+    type_: str,
+    payload: dict[str, Any],
+    sender: str = "ltpdash",
+    frame_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    frame = {
+        "v": VERSION,
+        "id": frame_id or new_id("ltpdash"),
+        "ts": int(time.time() * 1000),
+        "type": type_,
+        "from": sender,
+        "payload": payload,
+    }
+    frame.update(extra)
+    return frame
+
+
+def error_frame(code: str, message: str, frame_id: str | None = None) -> dict[str, Any]:
+    return Outcome(frame_id=frame_id, error=FrameError(code, message, frame_id)).to_frame()

@@ -1,0 +1,5 @@
+"""URLs of the operator console (pages, fragments, actions)."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []

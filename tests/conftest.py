@@ -1,0 +1,148 @@
+"""Shared fixtures: a pair of agents, the operator trio, and a real daphne process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from coordination.models import Agent
+
+ROOT = Path(__file__).resolve().parent.parent
+LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
+
+
+@pytest.fixture
+def ltp_fixtures() -> Path:
+    return LTP
+
+
+class AgentPair:
+    def __init__(self):
+        self.triage, self.triage_token = Agent.create_with_token("triage-agent")
+        self.metrics, self.metrics_token = Agent.create_with_token("metrics-agent")
+
+
+@pytest.fixture
+def agents(db) -> AgentPair:
+    return AgentPair()
+
+
+@pytest.fixture
+def operators(db):
+    """alice approves, vic only views, oscar is an outsider with no role; ada is an admin."""
+    from coordination.roles import grant  # the console's role helpers
+
+    users = {}
+    for name, role in [
+        ("alice", "approver"),
+        ("bob", "approver"),
+        ("vic", "viewer"),
+        ("ada", "admin"),
+        ("oscar", None),
+    ]:
+        user = User.objects.create_user(name, password="pw-" + name)
+        if role:
+            grant(user, role)
+        users[name] = user
+    return users
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_env() -> dict[str, str]:
+    """Point the daphne process at the test database pytest-django created."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return {"LTPDASH_SQLITE_PATH": str(name)}
+    parts = urlsplit(settings.DATABASE_URL)
+    return {"DATABASE_URL": urlunsplit(parts._replace(path="/" + name))}
+
+
+class Daphne:
+    def __init__(self, port: int, process: subprocess.Popen, log: Path):
+        self.port, self.process, self.log = port, process, log
+        self.http = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}"
+
+    @property
+    def agent_url(self) -> str:
+        return f"{self.ws}/ws/agent/"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_daphne(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Daphne:
+    port = _free_port()
+    env = {
+        **os.environ,
+        **_database_env(),
+        "DJANGO_SETTINGS_MODULE": "ltpdash.settings",
+        "LTPDASH_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    log = tmp_path / f"daphne-{port}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "ltpdash.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("daphne exited:\n" + log.read_text())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return Daphne(port, process, log)
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("daphne did not start:\n" + log.read_text())
+
+
+def stop_daphne(server: Daphne) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real daphne serving the project on a free port, for the whole session."""
+    server = start_daphne(tmp_path_factory.mktemp("daphne"))
+    yield server
+    stop_daphne(server)
+
+
+@pytest.fixture
+def live(daphne_server, transactional_db):
+    """The session's daphne with a database the test commits to (visible to daphne)."""
+    return daphne_server

@@ -60,6 +60,7 @@ def database_from_url(url: str) -> dict:
         # Reusing connections matters on the frame path: opening one per frame costs ~3x.
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": f"test_ltpdash{TEST_SUFFIX.replace('-', '_')}"},
     }
 
 
@@ -123,6 +124,8 @@ TEMPLATES = [
 ]
 
 DATA_DIR = Path(env_str("LTPDASH_DATA_DIR", str(BASE_DIR / "var")))
+# Lets several test runs share a machine without sharing a test database.
+TEST_SUFFIX = env_str("LTPDASH_TEST_SUFFIX", "")
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
@@ -141,7 +144,7 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             # A file, not memory: end-to-end tests share it with a real daphne process.
-            "TEST": {"NAME": str(DATA_DIR / "test-ltpdash.sqlite3")},
+            "TEST": {"NAME": str(DATA_DIR / f"test-ltpdash{TEST_SUFFIX}.sqlite3")},
         }
     }
 

@@ -147,6 +147,9 @@ class Coordination(models.Model):
         transaction already holds the database write lock); different coordinations
         proceed in parallel on PostgreSQL.
         """
+        locked = cls.objects.select_for_update().filter(key=key).first()
+        if locked is not None:
+            return locked
         coordination, _ = cls.objects.get_or_create(key=key)
         return cls.objects.select_for_update().get(pk=coordination.pk)
 

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up and measure the frame path against a real daphne; prints figures and ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh >/dev/null
+[ "${1:-}" = "--scale-out" ] && ./scripts/services.sh >/dev/null
+exec .venv/bin/python scripts/bench.py "$@"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set everything up and run the whole test suite twice: on the embedded default
+# (SQLite + in-memory channel layer), then on PostgreSQL + Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh --test
+./scripts/services.sh
+
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "==> tests on the embedded default (SQLite WAL + in-memory channel layer)"
+env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest "$@"
+
+echo "==> tests on PostgreSQL + Redis"
+DATABASE_URL=${LTPDASH_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+REDIS_URL=${LTPDASH_TEST_REDIS_URL:-redis://127.0.0.1:6379/0} \
+    .venv/bin/pytest "$@"

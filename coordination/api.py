@@ -19,7 +19,7 @@ from coordination.canonical import parse_json
 from coordination.conformance import verify_flow
 from coordination.context import rehydrate
 from coordination.events import Events
-from coordination.ingest import ingest
+from coordination.ingest import STORAGE_FAILED, ingest
 from coordination.models import Agent, Coordination
 
 # A request may carry many frames; each is still held to LTP_MAX_FRAME_BYTES on its own.
@@ -56,7 +56,8 @@ def agent_required(view):
 @agent_required
 def frames(request: HttpRequest) -> JsonResponse:
     """POST one frame, a list of frames, or a bundle. The answer lists one ack or error frame
-    per frame, in order: 200 when at least one was stored, 400 when none was."""
+    per frame, in order: 200 when at least one was stored, 400 when none was, 503 when none
+    was because the database failed (send them again)."""
     # Read at most one byte past the limit: a huge body is refused without being buffered.
     body = request.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
@@ -88,8 +89,12 @@ def frames(request: HttpRequest) -> JsonResponse:
     outcomes = ingest(request.agent, data, events, session_id="http")
     events.flush_sync()
     replies = [outcome.to_frame() for outcome in outcomes]
-    stored = any(o.error is None for o in outcomes) or not outcomes
-    return JsonResponse({"frames": replies}, status=200 if stored else 400)
+    if not outcomes or any(o.error is None for o in outcomes):
+        return JsonResponse({"frames": replies}, status=200)
+    if any(o.error.code == STORAGE_FAILED[0] for o in outcomes):
+        # Our failure, not the agent's: a 4xx would tell it not to send the frames again.
+        return JsonResponse({"frames": replies}, status=503, headers={"Retry-After": "1"})
+    return JsonResponse({"frames": replies}, status=400)
 
 
 def _compact(item) -> bytes:

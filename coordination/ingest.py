@@ -13,6 +13,7 @@ always means "stored".
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +46,13 @@ from coordination.schemas import (
     expand,
     parse_envelope,
     read_payload,
+)
+
+log = logging.getLogger(__name__)
+
+STORAGE_FAILED = (
+    "storage_failed",
+    "The frame could not be stored, so it was not acknowledged; send it again.",
 )
 
 
@@ -98,21 +106,16 @@ def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") 
     try:
         with transaction.atomic():
             stored, warnings = _append_and_apply(agent, envelope, frame, text, events, session_id)
-    except IntegrityError:
-        # A concurrent copy of the same frame won the race; this one is a duplicate.
-        existing = _stored(agent.name, envelope.id)
-        if existing is None:
-            raise
-        return _duplicate(existing)
-    except DatabaseError:
-        return Outcome(
-            frame_id=envelope.id,
-            error=FrameError(
-                "storage_failed",
-                "The frame could not be stored, so it was not acknowledged; send it again.",
-                envelope.id,
-            ),
-        )
+    except DatabaseError as exc:
+        if isinstance(exc, IntegrityError):
+            # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
+            existing = _stored(agent.name, envelope.id)
+            if existing is not None:
+                return _duplicate(existing)
+        # Anything else (a full disk, a lost connection; SQLite reports a trigger's refusal as
+        # an integrity error too) is the server's failure: no ack, the agent sends it again.
+        log.exception("storing frame %r from %s failed", envelope.id, agent.name)
+        return Outcome(frame_id=envelope.id, error=FrameError(*STORAGE_FAILED, envelope.id))
     return Outcome(
         frame_id=envelope.id, seq=stored.seq, hash=stored.hash or None, warnings=warnings
     )

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from coordination.models import Agent, Presence
 from coordination.roles import ADMIN, grant
 
 
@@ -38,6 +39,9 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         grant(user, ADMIN)
+        # Nothing is connected before daphne starts; counts left by a previous run that was
+        # killed would otherwise keep agents "online" forever.
+        Agent.objects.update(connections=0, presence=Presence.OFFLINE)
         with socket.socket() as probe:
             if probe.connect_ex((host, port)) == 0:
                 raise CommandError(f"{host}:{port} is in use; pass --port or set LTPDASH_PORT.")

@@ -43,9 +43,10 @@ class LtpError(Exception):
 class _Pending:
     """One message on the wire and the acks/errors it is waiting for, by frame id."""
 
-    def __init__(self, text: str, ids: list[str]):
+    def __init__(self, text: str, ids: list[str], raw: bool = False):
         self.text = text
         self.ids = ids
+        self.raw = raw  # sent as is: the server's answer names ids this client never chose
         self.replies: dict[str, dict] = {}
         self.done = asyncio.get_running_loop().create_future()
 
@@ -181,7 +182,7 @@ class LtpClient:
 
     async def send_raw(self, text: str, timeout: float = 10.0) -> dict:
         """Send text as is (tests of bad input); return the next ack or error."""
-        pending = _Pending(text, [f"raw-{uuid.uuid4().hex}"])
+        pending = _Pending(text, [f"raw-{uuid.uuid4().hex}"], raw=True)
         self.pending.append(pending)
         await self._send_text(text)
         try:
@@ -248,7 +249,12 @@ class LtpClient:
         if kind in CONTROL:
             fid = payload.get("frame_id")
             if fid is not None:
-                pending = self.by_id.get(fid)
+                pending = self.by_id.get(fid) or next(
+                    # A raw message's frames carry ids of their own (the server answers in
+                    # order). Never another message: a late duplicate ack must not resolve it.
+                    (p for p in self.pending if p.raw and not p.done.done()),
+                    None,
+                )
             else:
                 # The server answers in order, so an error naming no frame is about the
                 # oldest message still waiting.

@@ -3,6 +3,28 @@
 Envelope problems are errors (the frame is refused); payload oddities are warnings attached
 to the stored frame (PROTOCOL §1: never reject a frame because its payload has an unexpected
 shape).
+
+Stable error codes, in `error` frames (`payload.code`) or HTTP `{"error": {"code"}}`. Nothing
+is stored for a refused frame; only the first two close a socket (4401, 4429).
+
+    unauthorized           missing or unknown Bearer token (socket: then close 4401; HTTP 401)
+    rate_limited           over LTP_RATE_LIMIT frames/s; after MAX_STRIKES in a row, close 4429
+    frame_too_large        a message (socket) or frame (HTTP, 413) over LTP_MAX_FRAME_BYTES
+    body_too_large         HTTP body over 2 MiB (413)
+    too_many_frames        HTTP request with over LTP_MAX_FRAMES_PER_REQUEST frames (413)
+    malformed_json         not JSON, not UTF-8, or NaN/Infinity in it
+    not_an_object          a frame (or list item) that is not a JSON object
+    unsupported_version    `v` missing or not the string "0.1"
+    missing_id             `id` missing, empty, not a string, or over 200 characters
+    invalid_ts             `ts` neither Unix milliseconds nor an ISO-8601 string
+    invalid_type           `type` missing or not a non-empty string
+    payload_not_object     `payload` missing or not an object (also per frame of a bundle)
+    invalid_envelope       `from`, `to` or `coordination_id` not a string (or too long)
+    unsafe_integer         an integer beyond +-(2^53 - 1) anywhere in the frame
+    unrepresentable_value  a value with no canonical JSON form (e.g. 1e400, which is Infinity)
+    sender_mismatch        `from` names another agent than the authenticated one
+    storage_failed         the database refused the write: not acknowledged, send it again
+                           (HTTP 503 when nothing in the request was stored)
 """
 
 from __future__ import annotations
@@ -100,7 +122,7 @@ def parse_envelope(data: Any) -> Envelope:
     """Validate one frame's envelope, or raise FrameError with the first problem's code."""
     if not isinstance(data, dict):
         raise FrameError("not_an_object", "A frame must be a JSON object.")
-    frame_id = data.get("id") if isinstance(data.get("id"), str) else None
+    frame_id = data.get("id") if isinstance(data.get("id"), str) and data["id"] else None
     _check_integers(data, frame_id)
     try:
         return Envelope.model_validate(data)

@@ -33,8 +33,11 @@ def saw_agent(agent: Agent, events: Events, heartbeat: bool = False) -> None:
         Agent.objects.filter(pk=agent.pk).update(
             last_seen=now, heartbeat_deadline=agent.heartbeat_deadline
         )
-    if agent.presence == Presence.SILENT and agent.connections > 0:
-        change_presence(agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", events)
+        # Ask the database, not `agent.presence`: a connection's Agent object is loaded at
+        # connect, and the sweeper that marked the agent silent is another process.
+        change_presence(
+            agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", events, connections__gt=0
+        )
 
 
 def connected(agent: Agent, events: Events) -> None:
@@ -60,26 +63,52 @@ def disconnected(agent: Agent, events: Events) -> None:
             change_presence(agent, agent.presence, Presence.OFFLINE, "disconnected", events)
 
 
-def change_presence(agent: Agent, old: str, new: str, reason: str, events: Events) -> bool:
-    """Record old → new once. Returns False when someone else already changed it."""
-    now = timezone.now()
-    claimed = Agent.objects.filter(pk=agent.pk, presence=old).update(
-        presence=new, presence_changed_at=now
+def silenced(agent: Agent, events: Events, now=None) -> bool:
+    """The sweeper found `agent` connected with its heartbeat deadline passed: mark it silent.
+
+    Claimed on the deadline too, so a heartbeat that lands between the sweeper's read and
+    its update wins and the agent stays online."""
+    now = now or timezone.now()
+    overdue = agent.heartbeat_deadline
+    when = f" since {overdue:%H:%M:%S}" if overdue else ""
+    return change_presence(
+        agent,
+        Presence.ONLINE,
+        Presence.SILENT,
+        f"heartbeat overdue{when}",
+        events,
+        connections__gt=0,
+        heartbeat_deadline__lte=now,
     )
-    if not claimed:
-        return False
-    agent.presence, agent.presence_changed_at = new, now
-    events.publish(DASHBOARD, {"type": "dashboard.changed", "agent": agent.pk})
-    if agent.current_coordination_id is not None:
-        coordination = Coordination.objects.select_for_update().get(
-            pk=agent.current_coordination_id
+
+
+def change_presence(
+    agent: Agent, old: str, new: str, reason: str, events: Events, **only_if
+) -> bool:
+    """Record old → new once. Returns False when someone else already changed it (or the
+    extra conditions `only_if` no longer hold)."""
+    with transaction.atomic():
+        now = timezone.now()
+        claimed = Agent.objects.filter(pk=agent.pk, presence=old, **only_if).update(
+            presence=new, presence_changed_at=now
         )
-        frame = emitted(
-            "presence",
-            {"agent": agent.name, "presence": new, "previous": old, "reason": reason},
+        if not claimed:
+            return False
+        agent.presence, agent.presence_changed_at = new, now
+        events.publish(DASHBOARD, {"type": "dashboard.changed", "agent": agent.pk})
+        coordination_pk = (
+            Agent.objects.filter(pk=agent.pk)
+            .values_list("current_coordination_id", flat=True)
+            .first()
         )
-        coordination.append(frame, sender=LTPDASH, direction="out")
-        events.frame_appended(coordination.pk, coordination.head_seq)
+        if coordination_pk is not None:
+            coordination = Coordination.objects.select_for_update().get(pk=coordination_pk)
+            frame = emitted(
+                "presence",
+                {"agent": agent.name, "presence": new, "previous": old, "reason": reason},
+            )
+            stored = coordination.append(frame, sender=LTPDASH, direction="out")
+            events.frame_appended(coordination.pk, stored.seq)
     return True
 
 

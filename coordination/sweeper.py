@@ -1,0 +1,141 @@
+"""The sweeper: acts on stored deadlines that have passed.
+
+    heartbeat_deadline passed, agent connected   → silent (a presence frame)
+    route request deadline passed, no answer     → next rung of the ladder (routing.timed_out)
+    escalation deadline passed, nobody decided   → the default or the next tier (decisions.expire)
+
+Like healthchecks' sendalerts: each pass reads the rows whose deadline has passed (indexed
+columns, no scanning), and each row is claimed by a conditional update on the value it read,
+so several sweepers (several machines, or a restart overlapping the old process) apply each
+change exactly once. The loser of a claim simply moves on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.db import DatabaseError, close_old_connections, connections, transaction
+from django.utils import timezone
+
+from coordination import decisions, presence, routing
+from coordination.events import Events
+from coordination.models import (
+    Agent,
+    Coordination,
+    Escalation,
+    EscalationStatus,
+    Presence,
+    RequestStatus,
+    RouteRequest,
+)
+
+# Rows claimed per kind per pass: a backlog drains over a few passes instead of holding
+# one long pass (and its locks) hostage.
+BATCH = 100
+
+
+def sweep(now=None) -> list[str]:
+    """One pass. Returns a short line per change this sweeper applied.
+
+    Each change commits on its own; their events are published together at the end."""
+    now = now or timezone.now()
+    events = Events()
+    try:
+        return [
+            *silence_agents(now, events),
+            *time_out_requests(now, events),
+            *expire_escalations(now, events),
+        ]
+    finally:
+        events.flush_sync()
+
+
+def silence_agents(now, events: Events) -> list[str]:
+    lines = []
+    overdue = Agent.objects.filter(
+        presence=Presence.ONLINE, connections__gt=0, heartbeat_deadline__lte=now
+    ).order_by("heartbeat_deadline")[:BATCH]
+    for agent in overdue:
+        if presence.silenced(agent, events, now):
+            lines.append(f"{agent.name}: silent (heartbeat overdue since {_hms(agent)})")
+    return lines
+
+
+def time_out_requests(now, events: Events) -> list[str]:
+    lines = []
+    overdue = RouteRequest.objects.filter(status=RequestStatus.OPEN, deadline__lte=now).order_by(
+        "deadline"
+    )[:BATCH]
+    for request in overdue.values_list("pk", "coordination_id", "deadline"):
+        line = _time_out(*request, events)
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _time_out(pk, coordination_pk, deadline, events: Events) -> str | None:
+    with transaction.atomic():
+        # The chain's lock first (the order ingest takes), then the claim on the deadline read.
+        coordination = Coordination.objects.select_for_update().get(pk=coordination_pk)
+        claimed = RouteRequest.objects.filter(
+            pk=pk, status=RequestStatus.OPEN, deadline=deadline
+        ).update(deadline=None)
+        if not claimed:
+            return None  # answered meanwhile, or another sweeper got here first
+        request = RouteRequest.objects.select_related("requester", "assigned_to", "frame").get(
+            pk=pk
+        )
+        request.coordination, request.deadline = coordination, deadline
+        routing.timed_out(request, events)
+    step = (
+        f"routed to {request.assigned_to.name}"
+        if request.status == RequestStatus.OPEN and request.assigned_to
+        else "escalated to humans"
+    )
+    return f"{coordination.key}: request {request.ltp_id} timed out; {step}"
+
+
+def expire_escalations(now, events: Events) -> list[str]:
+    lines = []
+    overdue = (
+        Escalation.objects.filter(status=EscalationStatus.PENDING, deadline__lte=now)
+        .select_related("coordination", "agent")
+        .order_by("deadline")[:BATCH]
+    )
+    for escalation in overdue:
+        tier = escalation.tier
+        if decisions.expire(escalation, events):
+            escalation.refresh_from_db()
+            what = (
+                "moved to tier 2 (admins)"
+                if escalation.tier > tier
+                else f"default applied: {escalation.status}"
+            )
+            lines.append(f"{escalation.coordination.key}: escalation {escalation.pk} {what}")
+    return lines
+
+
+def run(
+    interval: float,
+    write: Callable[[str], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Sweep every `interval` seconds until `should_stop()`."""
+    while not should_stop():
+        started = time.monotonic()
+        # A long-lived process: drop connections the database closed meanwhile.
+        close_old_connections()
+        try:
+            for line in sweep():
+                write(line)
+        except DatabaseError as exc:
+            # A restart or failover of the database: whatever was claimed rolled back with
+            # it, so the next pass simply finds it again.
+            write(f"database error, retrying: {exc}")
+            connections.close_all()
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def _hms(agent: Agent) -> str:
+    return f"{agent.heartbeat_deadline:%H:%M:%S}" if agent.heartbeat_deadline else "?"

@@ -1,0 +1,231 @@
+"""Escalation deadlines: at the deadline the default applies (reject, the safe one) or the
+escalation moves to the next tier (admins); the reason is in the chain and the agent
+receives the decision, over a real daphne.
+
+The sweeper runs as one `sweep --once` pass in the test process, after the stored deadline
+has been moved into the past as if the time had gone by.
+"""
+
+import io
+import time
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
+from django.db.models import F
+from django.test import override_settings
+from django.utils import timezone
+
+from coordination.client import LtpClient
+from coordination.decisions import APPROVE, decide
+from coordination.events import Events
+from coordination.models import (
+    Coordination,
+    Delivery,
+    Escalation,
+    EscalationStatus,
+    Frame,
+)
+from coordination.trace import verify_trace
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+KEY = "incident-4821"
+SEED_RESPONSE = {
+    "route_response": {
+        "target": "metrics-agent",
+        "result": {"queue_depth": 1240, "error_rate": 0.07},
+        "branches": [{"action": "escalate", "reason": "guardrail: cannot page DB"}],
+    },
+    "focus_snapshot": {"coordination_id": KEY, "state": "diagnosis pending human approval"},
+}
+
+
+def metrics_client(live, agents) -> LtpClient:
+    return LtpClient(live.agent_url, agents.metrics_token, "metrics-agent", coordination_id=KEY)
+
+
+def escalated_frame_id(acks) -> str:
+    return next(
+        a["payload"]["frame_id"] for a in acks if "route_response" in a["payload"]["frame_id"]
+    )
+
+
+@sync_to_async
+def pass_deadline() -> Escalation:
+    """As if the escalation's whole waiting time had gone by: created_at and deadline move
+    back together, so the recorded wait stays what it was."""
+    escalation = Escalation.objects.get(coordination__key=KEY, status=EscalationStatus.PENDING)
+    gone = escalation.deadline - timezone.now() + timedelta(seconds=1)
+    Escalation.objects.filter(pk=escalation.pk).update(
+        deadline=F("deadline") - gone, created_at=F("created_at") - gone
+    )
+    return escalation
+
+
+@sync_to_async
+def sweep_once(default: str = "reject") -> str:
+    out = io.StringIO()
+    with override_settings(ESCALATION_DEFAULT=default):
+        call_command("sweep", "--once", stdout=out)
+    return out.getvalue()
+
+
+def about(frame_id: str, sender: str = "ltpdash"):
+    return lambda f: f["from"] == sender and f["payload"].get("in_reply_to") == frame_id
+
+
+@sync_to_async
+def verified_trace():
+    out = io.StringIO()
+    call_command("exporttrace", KEY, stdout=out)
+    return verify_trace(out.getvalue().splitlines())
+
+
+async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receives_it(
+    live, agents, settings
+):
+    async with metrics_client(live, agents) as metrics:
+        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalation = await pass_deadline()
+
+        swept = await sweep_once()
+        assert f"{KEY}: escalation {escalation.pk} default applied: rejected" in swept
+
+        decision = await metrics.receive(type="route_response", where=about(escalated))
+        (branch,) = decision["payload"]["branches"]
+        assert branch["action"] == "reject"
+        assert branch["decided_by"] == "ltpdash"
+        assert branch["reason"] == (
+            f"no decision within {settings.ESCALATION_DEADLINE}s; default applied: reject"
+        )
+        # Applied once: a second pass has nothing to do.
+        assert await sweep_once() == ""
+
+    @sync_to_async
+    def check():
+        escalation = Escalation.objects.get(coordination__key=KEY)
+        assert escalation.status == EscalationStatus.REJECTED
+        assert escalation.decided_by is None
+        assert escalation.decided_by_name == "ltpdash"
+        assert escalation.note == branch["reason"]
+        assert escalation.decision_frame.frame_id == decision["id"]
+        assert Frame.objects.filter(coordination__key=KEY, frame_id=decision["id"]).count() == 1
+
+    await check()
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why
+
+
+async def test_default_decision_reaches_an_agent_that_was_away_when_it_was_made(live, agents):
+    async with metrics_client(live, agents) as metrics:
+        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+    await pass_deadline()
+    await sweep_once()  # the agent is not connected: the decision waits in its outbox
+
+    async with metrics_client(live, agents) as metrics:
+        decision = await metrics.receive(type="route_response", where=about(escalated))
+        assert decision["payload"]["branches"][0]["action"] == "reject"
+
+    @sync_to_async
+    def acknowledged():
+        # The client acks on receipt; daphne applies the ack shortly after.
+        for _ in range(200):
+            if not Delivery.objects.filter(agent=agents.metrics, acked_at=None).exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    assert await acknowledged()
+
+
+async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
+    live, agents, operators, settings
+):
+    async with metrics_client(live, agents) as metrics:
+        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalation = await pass_deadline()
+
+        swept = await sweep_once("next_tier")
+        assert f"{KEY}: escalation {escalation.pk} moved to tier 2 (admins)" in swept
+
+        notice = await metrics.receive(type="route_response", where=about(escalated))
+        (branch,) = notice["payload"]["branches"]
+        assert branch == {
+            "action": "escalate",
+            "reason": f"no decision within {settings.ESCALATION_DEADLINE}s; "
+            "moved to tier 2 (admins)",
+            "tier": 2,
+        }
+
+        @sync_to_async
+        def moved():
+            escalation = Escalation.objects.get(coordination__key=KEY)
+            assert escalation.status == EscalationStatus.PENDING
+            assert escalation.tier == 2
+            assert escalation.deadline > timezone.now()  # a fresh deadline for the admins
+            step = Frame.objects.get(coordination__key=KEY, frame_id=notice["id"])
+            assert step.sender == "ltpdash"
+            return escalation
+
+        escalation = await moved()
+        assert await sweep_once("next_tier") == ""  # moved once
+
+        events = Events()
+        result = await sync_to_async(decide)(
+            escalation.pk, operators["ada"], APPROVE, "page the DB on-call", events
+        )
+        await events.flush()
+        assert result.decided
+        decision = await metrics.receive(type="route_response", where=about(escalated, "human:ada"))
+        assert decision["payload"]["branches"][0]["action"] == "approve"
+        assert decision["payload"]["branches"][0]["reason"] == "page the DB on-call"
+
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why
+
+
+async def test_second_tier_past_its_deadline_gets_the_reject_default(live, agents):
+    async with metrics_client(live, agents) as metrics:
+        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        await pass_deadline()
+        await sweep_once("next_tier")
+        await pass_deadline()
+
+        swept = await sweep_once("next_tier")
+        assert "default applied: rejected" in swept
+        decision = await metrics.receive(
+            type="route_response",
+            where=lambda f: (
+                about(escalated)(f) and f["payload"]["branches"][0]["action"] == "reject"
+            ),
+        )
+        assert decision["payload"]["branches"][0]["reason"].endswith("default applied: reject")
+
+    @sync_to_async
+    def check():
+        escalation = Escalation.objects.get(coordination__key=KEY)
+        assert escalation.status == EscalationStatus.REJECTED
+        assert escalation.tier == 2
+
+    await check()
+
+
+async def test_deadline_follows_the_coordinations_own_setting(live, agents):
+    await sync_to_async(Coordination.objects.create)(key=KEY, escalation_deadline_seconds=120)
+    async with metrics_client(live, agents) as metrics:
+        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+
+        @sync_to_async
+        def waiting_time():
+            escalation = Escalation.objects.get(coordination__key=KEY)
+            return (escalation.deadline - escalation.created_at).total_seconds()
+
+        assert round(await waiting_time()) == 120
+        await pass_deadline()
+        await sweep_once()
+        decision = await metrics.receive(type="route_response", where=about(escalated))
+        assert decision["payload"]["branches"][0]["reason"] == (
+            "no decision within 120s; default applied: reject"
+        )

@@ -1,0 +1,73 @@
+"""Presence from stored deadlines: the sweeper marks connected agents whose heartbeat is
+overdue silent, and nothing else."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from coordination import presence, sweeper
+from coordination.events import Events
+from coordination.ingest import ingest
+from coordination.models import Agent, Frame, Presence
+
+pytestmark = pytest.mark.django_db
+
+KEY = "incident-4821"
+
+
+def hello(agent):
+    data = {"v": "0.1", "id": "h1", "ts": 1764000000000, "type": "hello",
+            "payload": {"coordination_id": KEY}}  # fmt: skip
+    assert all(o.error is None for o in ingest(agent, data, Events()))
+
+
+def connected_and_overdue(agent, connections=1):
+    Agent.objects.filter(pk=agent.pk).update(
+        presence=Presence.ONLINE,
+        connections=connections,
+        heartbeat_deadline=timezone.now() - timedelta(seconds=1),
+    )
+
+
+def test_overdue_connected_agent_becomes_silent_with_a_frame_in_its_coordination(agents):
+    hello(agents.metrics)
+    connected_and_overdue(agents.metrics)
+
+    (line,) = sweeper.sweep()
+    assert line.startswith("metrics-agent: silent (heartbeat overdue since ")
+    assert Agent.objects.get(name="metrics-agent").presence == Presence.SILENT
+    (change,) = Frame.objects.filter(coordination__key=KEY, type="presence")
+    assert (change.payload["previous"], change.payload["presence"]) == ("online", "silent")
+
+
+def test_disconnected_agent_is_offline_not_silent(agents):
+    connected_and_overdue(agents.metrics, connections=0)
+    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.OFFLINE)
+
+    assert sweeper.sweep() == []
+    assert Agent.objects.get(name="metrics-agent").presence == Presence.OFFLINE
+
+
+def test_heartbeat_landing_after_the_sweepers_read_keeps_the_agent_online(agents):
+    connected_and_overdue(agents.metrics)
+    read_by_sweeper = Agent.objects.get(pk=agents.metrics.pk)
+
+    # The heartbeat arrives between the sweeper's read and its claim.
+    presence.saw_agent(Agent.objects.get(pk=agents.metrics.pk), Events(), heartbeat=True)
+
+    assert not presence.silenced(read_by_sweeper, Events())
+    assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
+
+
+def test_heartbeat_of_a_silent_agent_brings_it_back_even_from_a_stale_object(agents):
+    hello(agents.metrics)
+    stale = Agent.objects.get(pk=agents.metrics.pk)  # what a connection holds since connect
+    connected_and_overdue(agents.metrics)
+    sweeper.sweep()
+
+    presence.saw_agent(stale, Events(), heartbeat=True)
+
+    assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
+    reasons = [f.payload["reason"] for f in Frame.objects.filter(type="presence").order_by("seq")]
+    assert reasons[-1] == "heartbeat resumed"

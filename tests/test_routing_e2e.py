@@ -1,0 +1,362 @@
+"""Routing over real websockets against a real daphne: the seed request to its target and
+back, and the fallback ladder (offline, silent, unanswered) down to an escalation.
+
+Silence and timeouts are detected by the sweeper, run here as one `sweep --once` pass in the
+test process after moving the stored deadline into the past, as if the time had gone by.
+"""
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.management import call_command
+from django.db.models import F
+
+from coordination.client import LtpClient
+from coordination.models import (
+    Agent,
+    Delivery,
+    Escalation,
+    EscalationStatus,
+    Frame,
+    Presence,
+    RequestStatus,
+    RouteRequest,
+    RoutingRule,
+)
+from coordination.trace import verify_trace
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+KEY = "incident-4821"
+SEED_REQUEST = {
+    "orientation": {
+        "role": "triage-agent",
+        "intent": "diagnose backlog",
+        "guardrails": ["no production writes"],
+    },
+    "route_request": {"target": "metrics-agent", "need": "queue depth and error rate"},
+}
+HMS = r"\d\d:\d\d:\d\d"
+
+
+@pytest.fixture
+def metrics_b(agents):
+    _, token = Agent.create_with_token("metrics-agent-b")
+    return token
+
+
+@pytest.fixture
+def metrics_rule(db):
+    return RoutingRule.objects.create(need="metrics", agents=["metrics-agent", "metrics-agent-b"])
+
+
+def client(live, token, name, **kwargs) -> LtpClient:
+    return LtpClient(live.agent_url, token, name, coordination_id=KEY, **kwargs)
+
+
+def request_id(acks) -> str:
+    return next(
+        a["payload"]["frame_id"] for a in acks if "route_request" in a["payload"]["frame_id"]
+    )
+
+
+def from_ltpdash_about(request: str):
+    return lambda f: f["from"] == "ltpdash" and f["payload"].get("in_reply_to") == request
+
+
+def sweep_once() -> str:
+    out = io.StringIO()
+    call_command("sweep", "--once", stdout=out)
+    return out.getvalue()
+
+
+@sync_to_async
+def verified_trace(key: str = KEY):
+    out = io.StringIO()
+    call_command("exporttrace", key, stdout=out)
+    return verify_trace(out.getvalue().splitlines())
+
+
+@sync_to_async
+def wait_until_offline(name: str) -> None:
+    # The server records the disconnect after the socket closes; the test waits for that
+    # state rather than for a duration.
+    import time
+
+    for _ in range(200):
+        if Agent.objects.get(name=name).presence == Presence.OFFLINE:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never went offline")
+
+
+async def test_seed_request_reaches_its_target_and_the_answer_comes_back(live, agents):
+    triage = client(live, agents.triage_token, "triage-agent")
+    metrics = client(live, agents.metrics_token, "metrics-agent")
+    async with triage, metrics:
+        acks = await triage.send(SEED_REQUEST)
+        asked = request_id(acks)
+        forwarded = await metrics.receive(type="route_request")
+        assert forwarded["id"] == asked
+        assert forwarded["payload"]["target"] == "metrics-agent"
+
+        await metrics.send(
+            {
+                "type": "route_response",
+                "payload": {
+                    "in_reply_to": asked,
+                    "result": {"queue_depth": 1240, "error_rate": 0.07},
+                },
+            }
+        )
+        answer = await triage.receive(
+            type="route_response", where=lambda f: f["from"] == "metrics-agent"
+        )
+        assert answer["payload"]["in_reply_to"] == asked
+        assert answer["payload"]["result"]["queue_depth"] == 1240
+
+    @sync_to_async
+    def check():
+        request = RouteRequest.objects.get(ltp_id=asked)
+        assert request.status == RequestStatus.ANSWERED
+        assert request.assigned_to == agents.metrics
+        chain = list(Frame.objects.filter(coordination__key=KEY).order_by("seq"))
+        request_frame = next(f for f in chain if f.type == "route_request")
+        response_frame = next(f for f in chain if f.type == "route_response")
+        assert request_frame.sender == "triage-agent"
+        assert response_frame.sender == "metrics-agent"
+        assert request_frame.seq < response_frame.seq
+        assert request.response_frame == response_frame
+        # The plain case needs no routing step from ltpdash in the chain.
+        assert not [f for f in chain if f.sender == "ltpdash" and f.type == "route_response"]
+
+    await check()
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why
+
+
+async def test_request_to_an_offline_target_goes_to_the_fallback_agent_with_the_reason(
+    live, agents, metrics_b, metrics_rule
+):
+    async with client(live, agents.metrics_token, "metrics-agent"):
+        pass  # was here, then dropped off: offline since a known time
+    await wait_until_offline("metrics-agent")
+
+    triage = client(live, agents.triage_token, "triage-agent")
+    fallback = client(live, metrics_b, "metrics-agent-b")
+    async with triage, fallback:
+        asked = request_id(await triage.send(SEED_REQUEST))
+        forwarded = await fallback.receive(type="route_request")
+        assert forwarded["id"] == asked
+
+        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+        (branch,) = step["payload"]["branches"]
+        assert branch["action"] == "fallback"
+        assert re.fullmatch(
+            rf"metrics-agent offline since {HMS}; routed to metrics-agent-b", branch["reason"]
+        ), branch["reason"]
+
+        await fallback.send(
+            {"type": "route_response", "payload": {"in_reply_to": asked, "result": {"ok": 1}}}
+        )
+        answer = await triage.receive(
+            type="route_response", where=lambda f: f["from"] == "metrics-agent-b"
+        )
+        assert answer["payload"]["in_reply_to"] == asked
+
+    @sync_to_async
+    def check():
+        request = RouteRequest.objects.get(ltp_id=asked)
+        assert request.status == RequestStatus.ANSWERED
+        assert request.tried == ["metrics-agent", "metrics-agent-b"]
+        # Never handed to the offline agent's outbox.
+        assert not Delivery.objects.filter(agent=agents.metrics, frame=request.frame).exists()
+        fallback_frame = Frame.objects.get(coordination__key=KEY, frame_id=step["id"])
+        assert fallback_frame.sender == "ltpdash"
+        assert fallback_frame.seq > request.frame.seq
+
+    await check()
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why
+
+
+async def test_request_to_a_silent_target_goes_to_the_fallback_agent_with_the_reason(
+    live, agents, metrics_b, metrics_rule
+):
+    triage = client(live, agents.triage_token, "triage-agent")
+    metrics = client(live, agents.metrics_token, "metrics-agent")
+    fallback = client(live, metrics_b, "metrics-agent-b")
+    async with triage, metrics, fallback:
+        # metrics-agent stays connected but sends no heartbeat: let its deadline pass.
+        await sync_to_async(Agent.objects.filter(name="metrics-agent").update)(
+            heartbeat_deadline=F("heartbeat_deadline")
+            - timedelta(seconds=settings.HEARTBEAT_TIMEOUT + 1)
+        )
+        swept = await sync_to_async(sweep_once)()
+        assert "metrics-agent: silent" in swept
+
+        asked = request_id(await triage.send(SEED_REQUEST))
+        forwarded = await fallback.receive(type="route_request")
+        assert forwarded["id"] == asked
+        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+        (branch,) = step["payload"]["branches"]
+        assert branch["action"] == "fallback"
+        assert re.fullmatch(
+            rf"metrics-agent silent since {HMS}; routed to metrics-agent-b", branch["reason"]
+        ), branch["reason"]
+
+        @sync_to_async
+        def check():
+            metrics_agent = Agent.objects.get(name="metrics-agent")
+            assert metrics_agent.presence == Presence.SILENT
+            assert metrics_agent.connections == 1  # connected, just not speaking
+            presence = Frame.objects.get(coordination__key=KEY, type="presence")
+            assert presence.sender == "ltpdash"
+            assert presence.payload["agent"] == "metrics-agent"
+            assert presence.payload["presence"] == "silent"
+            assert presence.payload["previous"] == "online"
+            assert presence.payload["reason"].startswith("heartbeat overdue since ")
+            request = RouteRequest.objects.get(ltp_id=asked)
+            assert request.assigned_to.name == "metrics-agent-b"
+            assert not Delivery.objects.filter(agent=agents.metrics, frame=request.frame).exists()
+
+        await check()
+
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why
+
+
+async def test_a_silent_agent_that_sends_a_heartbeat_is_online_again(live, agents):
+    async with client(live, agents.metrics_token, "metrics-agent") as metrics:
+        await sync_to_async(Agent.objects.filter(name="metrics-agent").update)(
+            heartbeat_deadline=F("heartbeat_deadline")
+            - timedelta(seconds=settings.HEARTBEAT_TIMEOUT + 1)
+        )
+        await sync_to_async(sweep_once)()
+        await metrics.send({"type": "heartbeat", "payload": {"seq": 1}})
+
+        @sync_to_async
+        def check():
+            assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
+            changes = [
+                (f.payload["previous"], f.payload["presence"], f.payload["reason"])
+                for f in Frame.objects.filter(coordination__key=KEY, type="presence")
+            ]
+            assert changes[-2][:2] == ("online", "silent")
+            assert changes[-1] == ("silent", "online", "heartbeat resumed")
+
+        await check()
+
+
+async def test_request_with_no_fallback_left_becomes_an_escalation_with_the_reason(live, agents):
+    async with client(live, agents.metrics_token, "metrics-agent"):
+        pass
+    await wait_until_offline("metrics-agent")
+
+    async with client(live, agents.triage_token, "triage-agent") as triage:
+        asked = request_id(await triage.send(SEED_REQUEST))
+        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+        (branch,) = step["payload"]["branches"]
+        assert branch["action"] == "escalate"
+        assert re.fullmatch(
+            rf"metrics-agent offline since {HMS}; no fallback left; escalated to humans",
+            branch["reason"],
+        ), branch["reason"]
+
+    @sync_to_async
+    def check():
+        request = RouteRequest.objects.get(ltp_id=asked)
+        assert request.status == RequestStatus.ESCALATED
+        escalation = Escalation.objects.get(route_request=request)
+        assert escalation.status == EscalationStatus.PENDING
+        assert escalation.reason == branch["reason"]
+        assert escalation.agent == agents.triage
+        assert escalation.in_reply_to == asked  # the human's decision answers the request
+        assert escalation.frame.frame_id == step["id"]
+        assert not Delivery.objects.filter(agent=agents.metrics).exists()
+
+    await check()
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why
+
+
+async def test_fallback_agent_also_offline_escalates_naming_both(
+    live, agents, metrics_b, metrics_rule
+):
+    async with client(live, agents.triage_token, "triage-agent") as triage:
+        asked = request_id(await triage.send(SEED_REQUEST))
+        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+    (branch,) = step["payload"]["branches"]
+    assert branch["action"] == "escalate"
+    # Neither has ever connected, so there is no "since".
+    assert branch["reason"] == (
+        "metrics-agent offline; metrics-agent-b offline; no fallback left; escalated to humans"
+    )
+
+
+async def test_unanswered_request_follows_the_ladder_at_each_deadline(
+    live, agents, metrics_b, metrics_rule
+):
+    def pass_deadline(ltp_id):
+        # As if ROUTE_TIMEOUT + 1 seconds had passed since the request was assigned.
+        gone = timedelta(seconds=settings.ROUTE_TIMEOUT + 1)
+        RouteRequest.objects.filter(ltp_id=ltp_id).update(
+            deadline=F("deadline") - gone, updated_at=F("updated_at") - gone
+        )
+
+    triage = client(live, agents.triage_token, "triage-agent")
+    metrics = client(live, agents.metrics_token, "metrics-agent")
+    fallback = client(live, metrics_b, "metrics-agent-b")
+    async with triage, metrics, fallback:
+        asked = request_id(await triage.send(SEED_REQUEST))
+        await metrics.receive(type="route_request")  # ... and never answers
+
+        await sync_to_async(pass_deadline)(asked)
+        swept = await sync_to_async(sweep_once)()
+        assert f"{KEY}: request {asked} timed out; routed to metrics-agent-b" in swept
+        forwarded = await fallback.receive(type="route_request")
+        assert forwarded["id"] == asked
+        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+        assert step["payload"]["branches"] == [
+            {
+                "action": "fallback",
+                "reason": f"no response from metrics-agent within {settings.ROUTE_TIMEOUT}s; "
+                "routed to metrics-agent-b",
+                "target": "metrics-agent-b",
+            }
+        ]
+
+        await sync_to_async(pass_deadline)(asked)
+        swept = await sync_to_async(sweep_once)()
+        assert f"{KEY}: request {asked} timed out; escalated to humans" in swept
+        step = await triage.receive(
+            type="route_response",
+            where=lambda f: (
+                from_ltpdash_about(asked)(f) and f["payload"]["branches"][0]["action"] == "escalate"
+            ),
+        )
+        assert step["payload"]["branches"][0]["reason"] == (
+            f"no response from metrics-agent-b within {settings.ROUTE_TIMEOUT}s; "
+            "no fallback left; escalated to humans"
+        )
+        # A second pass finds nothing left to do.
+        assert await sync_to_async(sweep_once)() == ""
+
+    @sync_to_async
+    def check():
+        request = RouteRequest.objects.get(ltp_id=asked)
+        assert request.status == RequestStatus.ESCALATED
+        assert request.tried == ["metrics-agent", "metrics-agent-b"]
+        assert Escalation.objects.get(route_request=request).is_pending
+        steps = Frame.objects.filter(
+            coordination__key=KEY, sender="ltpdash", type="route_response"
+        ).order_by("seq")
+        assert [s.payload["branches"][0]["action"] for s in steps] == ["fallback", "escalate"]
+
+    await check()
+    verdict = await verified_trace()
+    assert verdict.ok, verdict.why

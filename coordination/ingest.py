@@ -150,6 +150,7 @@ def _append_and_apply(agent, envelope, frame, text, events, session_id):
 
     ts_ms = _ts_ms(envelope)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    loaded = (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities)
     if ts_ms is not None and agent.last_ts_ms is not None and ts_ms < agent.last_ts_ms:
         warnings.append("ts is earlier than this sender's previous frame; kept as sent")
     if ts_ms is not None and (agent.last_ts_ms is None or ts_ms > agent.last_ts_ms):
@@ -185,7 +186,8 @@ def _append_and_apply(agent, envelope, frame, text, events, session_id):
         events.frame_appended(coordination.pk, stored.seq)
 
     _apply(agent, coordination, stored, envelope, view, events)
-    agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
+    if (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities) != loaded:
+        agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
     saw_agent(agent, events)
     return stored, warnings
 
@@ -250,19 +252,19 @@ def _apply(agent, coordination, stored: Frame, envelope, view, events: Events) -
     if isinstance(view, HelloView | OrientationView):
         agent.current_coordination = coordination
     if isinstance(view, OrientationView):
-        Orientation.objects.update_or_create(
-            coordination=coordination,
-            agent=agent,
-            defaults={
-                "frame": stored,
-                "role": (view.role or "")[:200],
-                "intent": view.intent or "",
-                "guardrails": view.guardrails,
-                "mode": (view.mode or "")[:200],
-                "focus": view.focus or "",
-                "updated_at": timezone.now(),
-            },
-        )
+        fields = {
+            "frame": stored,
+            "role": (view.role or "")[:200],
+            "intent": view.intent or "",
+            "guardrails": view.guardrails,
+            "mode": (view.mode or "")[:200],
+            "focus": view.focus or "",
+            "updated_at": timezone.now(),
+        }
+        # One UPDATE in the usual case; update_or_create would add a savepoint and a SELECT.
+        # The agent's row lock makes the create branch race-free.
+        if not Orientation.objects.filter(coordination=coordination, agent=agent).update(**fields):
+            Orientation.objects.create(coordination=coordination, agent=agent, **fields)
         # The orientation in force for this frame is the one it declares.
         stored.orientation = stored
         stored.save(update_fields=["orientation"])

@@ -70,6 +70,9 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
     """`/ws/agent/`: one authenticated agent speaking LTP (PROTOCOL §4)."""
 
     agent: Agent | None = None
+    # Set when ltpdash closes the socket for abuse: what the agent sent before its side of
+    # the close handshake is still delivered, and must not be ingested.
+    closing = False
 
     async def connect(self) -> None:
         self.agent = await database_sync_to_async(Agent.authenticate)(bearer_token(self.scope))
@@ -104,7 +107,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         await events.flush()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        if self.agent is None:
+        if self.agent is None or self.closing:
             return
         if not self.bucket.take():
             self.strikes += 1
@@ -112,6 +115,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
                 await self.send_frame(
                     error_frame("rate_limited", "Too many frames; closing this connection.")
                 )
+                self.closing = True
                 await self.close(code=CLOSE_RATE_LIMITED, reason="rate limit")
                 return
             await self.send_frame(
@@ -239,3 +243,138 @@ def _dumps(frame: dict) -> str:
 # Browser routes (path, consumer), mounted by ltpdash/asgi.py behind the session and an
 # Origin check. The console adds its viewer consumers here.
 BROWSER_ROUTES: list[tuple[str, type]] = []
+
+
+# --- the console's live pages ----------------------------------------------------------------
+
+import logging  # noqa: E402
+from urllib.parse import parse_qsl  # noqa: E402
+
+from coordination.events import DASHBOARD, coordination_group  # noqa: E402
+from coordination.views.live import (  # noqa: E402
+    CoordinationPage,
+    DashboardPage,
+    InboxPage,
+    parse_shown,
+)
+
+# After an event a viewer waits this long before rendering, so a burst of frames becomes one
+# message; it also looks at the database this often when no event came (the sweeper's writes
+# are announced by nobody on the in-memory layer, and full channels drop events).
+LIVE_COALESCE_SECONDS = 0.15
+LIVE_CHECK_SECONDS = 2.5
+log = logging.getLogger(__name__)
+
+
+class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
+    """A browser page kept current with HTML fragments (htmx ws extension, out-of-band swaps).
+
+    Refused unless the session's user may watch. Events only wake the page; `LivePage`
+    reads what changed from the database, so a dropped event delays an update, never loses it.
+    """
+
+    groups_to_join: tuple[str, ...] = ()
+    page = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()
+            return
+        self.page = await database_sync_to_async(self.open_page)(user, self.query())
+        if self.page is None:
+            await self.close()
+            return
+        for group in self.groups_to_join:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        self.wake = asyncio.Event()
+        self.refresher = asyncio.create_task(self._refresh_loop())
+
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+
+    def open_page(self, user, query: dict[str, str]):
+        raise NotImplementedError
+
+    async def disconnect(self, code) -> None:
+        if self.page is None:
+            return
+        self.refresher.cancel()
+        for group in self.groups_to_join:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def coordination_changed(self, event) -> None:
+        self.wake.set()
+
+    async def dashboard_changed(self, event) -> None:
+        self.wake.set()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                html, more = await database_sync_to_async(self.page.changes)()
+            except Exception:
+                # A page that cannot render now (the database away, a row gone) tries again
+                # at the next tick rather than going silent for good.
+                log.exception("live page %s could not render", self.scope.get("path"))
+                html, more = "", False
+            if html:
+                await self.send(text_data=html)
+            if more:
+                continue
+            try:
+                await asyncio.wait_for(self.wake.wait(), LIVE_CHECK_SECONDS)
+                # Let the rest of a burst arrive: one render for all of it.
+                await asyncio.sleep(LIVE_COALESCE_SECONDS)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+
+class DashboardConsumer(LiveViewerConsumer):
+    """`/ws/ui/dashboard/?page=N`: the coordination list."""
+
+    groups_to_join = (DASHBOARD,)
+
+    def open_page(self, user, query):
+        if not user.has_perm("coordination.watch"):
+            return None
+        return DashboardPage(user, query.get("page"))
+
+
+class InboxConsumer(LiveViewerConsumer):
+    """`/ws/ui/escalations/?shown=1,2`: the escalation inbox."""
+
+    groups_to_join = (DASHBOARD,)
+
+    def open_page(self, user, query):
+        if not user.has_perm("coordination.watch"):
+            return None
+        return InboxPage(user, parse_shown(query.get("shown", "")))
+
+
+class CoordinationViewerConsumer(LiveViewerConsumer):
+    """`/ws/ui/coordinations/<pk>/?seq=N&shown=1,2`: one coordination's page, which was
+    rendered with frames up to seq N."""
+
+    def open_page(self, user, query):
+        if not user.has_perm("coordination.watch"):
+            return None
+        pk = self.scope["url_route"]["kwargs"]["pk"]
+        coordination = Coordination.objects.filter(pk=pk).only("pk", "key", "head_seq").first()
+        if coordination is None:
+            return None
+        try:
+            seq = int(query.get("seq", ""))
+        except ValueError:
+            seq = coordination.head_seq
+        self.groups_to_join = (coordination_group(coordination.pk),)
+        return CoordinationPage(user, coordination, seq, parse_shown(query.get("shown", "")))
+
+
+BROWSER_ROUTES += [
+    ("ws/ui/dashboard/", DashboardConsumer),
+    ("ws/ui/escalations/", InboxConsumer),
+    ("ws/ui/coordinations/<int:pk>/", CoordinationViewerConsumer),
+]

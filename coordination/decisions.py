@@ -115,7 +115,9 @@ def decide(
         raise ValueError(f"verdict must be approve or reject, not {verdict!r}")
     with transaction.atomic():
         escalation = (
-            Escalation.objects.select_for_update()
+            # Lock only the escalation row: PostgreSQL refuses FOR UPDATE on the nullable
+            # side of the outer join to route_request.
+            Escalation.objects.select_for_update(of=("self",))
             .select_related("coordination", "agent", "route_request__requester")
             .get(pk=escalation_pk)
         )
@@ -224,21 +226,22 @@ def _finalise(
 
 def expire(escalation: Escalation, events: Events) -> bool:
     """At the deadline: the configured default (reject, the safe one) or the next tier
-    (admins). Claimed by a conditional update on the deadline so two sweepers act once."""
+    (admins), with the reason in the chain and the agent told either way.
+
+    Claimed by a conditional update on the deadline the caller read, so two sweepers act
+    once. The escalation row is taken before the coordination's, the order `decide` uses,
+    so an operator deciding at the same moment waits instead of deadlocking."""
     now = timezone.now()
+    waited = round((escalation.deadline - escalation.created_at).total_seconds())
     with transaction.atomic():
-        to_next_tier = settings.ESCALATION_DEFAULT == "next_tier" and escalation.tier == 1
-        waited = int((escalation.deadline - escalation.created_at).total_seconds())
-        if to_next_tier:
-            new_deadline = escalation.coordination.escalation_deadline(now)
+        if settings.ESCALATION_DEFAULT == "next_tier" and escalation.tier == 1:
+            coordination = Coordination.objects.get(pk=escalation.coordination_id)
             claimed = Escalation.objects.filter(
                 pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
-            ).update(tier=2, deadline=new_deadline)
+            ).update(tier=2, deadline=coordination.escalation_deadline(now))
             if not claimed:
                 return False
-            coordination = Coordination.objects.select_for_update().get(
-                pk=escalation.coordination_id
-            )
+            coordination = Coordination.objects.select_for_update().get(pk=coordination.pk)
             frame = emitted(
                 "route_response",
                 {
@@ -252,21 +255,28 @@ def expire(escalation: Escalation, events: Events) -> bool:
                     ],
                     "escalation": escalation.pk,
                 },
+                to=escalation.agent.name,
             )
             stored = coordination.append(frame, sender=LTPDASH, direction="out")
             events.frame_appended(coordination.pk, stored.seq)
+            from coordination.routing import deliver
+
+            # The agent learns its question now waits for the admins; their decision (or the
+            # tier-2 default) follows as usual.
+            deliver(stored, escalation.agent, events)
             return True
         claimed = Escalation.objects.filter(
             pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
         ).update(deadline=None)
         if not claimed:
             return False
-        escalation.refresh_from_db()
-        escalation.status = EscalationStatus.PENDING
+        escalation = Escalation.objects.select_related(
+            "coordination", "agent", "route_request__requester"
+        ).get(pk=escalation.pk)
         result = _finalise(
             escalation,
             verdict=REJECT,
-            note=f"no decision within {waited}s of the deadline; default applied: reject",
+            note=f"no decision within {waited}s; default applied: reject",
             instructions="",
             sender=LTPDASH,
             decided_by_name=LTPDASH,

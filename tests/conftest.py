@@ -36,6 +36,18 @@ def agents(db) -> AgentPair:
     return AgentPair()
 
 
+_PASSWORD_HASHES: dict[str, str] = {}
+
+
+def _password_hash(raw: str) -> str:
+    # Django's default hasher costs ~0.4 s per password on purpose; hash each once per run.
+    if raw not in _PASSWORD_HASHES:
+        from django.contrib.auth.hashers import make_password
+
+        _PASSWORD_HASHES[raw] = make_password(raw)
+    return _PASSWORD_HASHES[raw]
+
+
 @pytest.fixture
 def operators(db):
     """alice approves, vic only views, oscar is an outsider with no role; ada is an admin."""
@@ -49,7 +61,9 @@ def operators(db):
         ("ada", "admin"),
         ("oscar", None),
     ]:
-        user = User.objects.create_user(name, password="pw-" + name)
+        user = User.objects.create_user(name)
+        user.password = _password_hash("pw-" + name)
+        user.save(update_fields=["password"])
         if role:
             grant(user, role)
         users[name] = user
@@ -145,4 +159,21 @@ def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture
 def live(daphne_server, transactional_db):
     """The session's daphne with a database the test commits to (visible to daphne)."""
-    return daphne_server
+    yield daphne_server
+    # Daphne records disconnects (presence frames) after the client has gone; flushing the
+    # database under it deadlocks on PostgreSQL. Wait until it has settled.
+    deadline = time.monotonic() + 10
+    while Agent.objects.filter(connections__gt=0).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, plus: async tests reach the ORM through asgiref's one sync thread,
+    whose connection outlives the test (CONN_MAX_AGE). Close it before the test database is
+    dropped, or PostgreSQL refuses to drop a database that is still in use."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()

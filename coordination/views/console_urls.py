@@ -1,5 +1,32 @@
 """URLs of the operator console (pages, fragments, actions)."""
 
-from django.urls import path  # noqa: F401
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from django.views.generic import RedirectView
 
-urlpatterns: list = []
+from coordination.views import agents, escalations, handoff, pages
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="coordination-list"), name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("coordinations/", pages.coordination_list, name="coordination-list"),
+    path("coordinations/<str:key>/", pages.coordination_detail, name="coordination-detail"),
+    path(
+        "coordinations/<str:key>/timeline/",
+        pages.coordination_timeline,
+        name="coordination-timeline",
+    ),
+    path(
+        "coordinations/<str:key>/trace.jsonl",
+        pages.coordination_trace,
+        name="coordination-trace",
+    ),
+    path("coordinations/<str:key>/take-over/", handoff.take_over, name="coordination-take-over"),
+    path("coordinations/<str:key>/hand-off/", handoff.hand_off, name="coordination-hand-off"),
+    path("escalations/", escalations.escalation_inbox, name="escalation-inbox"),
+    path("escalations/<int:pk>/decide/", escalations.decide, name="escalation-decide"),
+    path("agents/", agents.agent_list, name="agent-list"),
+    path("agents/new/", agents.agent_create, name="agent-create"),
+    path("agents/<int:pk>/rotate/", agents.agent_rotate, name="agent-rotate"),
+]

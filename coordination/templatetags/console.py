@@ -1,0 +1,49 @@
+"""Template helpers for the console: times people can read, the operator's role, counts."""
+
+from __future__ import annotations
+
+from django import template
+from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.utils import timezone
+from django.utils.html import format_html
+
+from coordination.roles import role_of
+
+register = template.Library()
+
+
+@register.simple_tag
+def when(moment) -> str:
+    """A relative time ("3 minutes ago"), with the exact time on hover and for machines.
+    static/ltpdash/console.js keeps the relative text current from `datetime`."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        moment.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        naturaltime(moment),
+    )
+
+
+@register.simple_tag
+def operator_role(user) -> str:
+    if not getattr(user, "is_authenticated", False):
+        return ""
+    return role_of(user) or "no role"
+
+
+@register.simple_tag
+def pending_escalations() -> int:
+    from coordination.views.present import pending_count
+
+    return pending_count()
+
+
+@register.filter
+def pretty(frame) -> str:
+    """A stored frame as indented JSON text (escaped by the template like any text)."""
+    from coordination.views.present import pretty as pretty_frame
+
+    return pretty_frame(frame)

@@ -1,0 +1,98 @@
+"""The escalation inbox and the decision on an escalation."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from coordination import decisions
+from coordination.events import Events
+from coordination.models import Escalation
+from coordination.views import present
+from coordination.views.access import require_perm
+
+
+@require_GET
+@require_perm("watch")
+def escalation_inbox(request: HttpRequest) -> HttpResponse:
+    cards = present.inbox()
+    return render(
+        request,
+        "coordination/escalation_inbox.html",
+        {
+            "escalations": cards,
+            "shown": ",".join(str(card.pk) for card in cards),
+            "can_decide": request.user.has_perm("coordination.decide"),
+            "next": reverse("escalation-inbox"),
+            "nav": "inbox",
+        },
+    )
+
+
+class DecisionForm(forms.Form):
+    verdict = forms.ChoiceField(
+        choices=[(decisions.APPROVE, "Approve"), (decisions.REJECT, "Reject")]
+    )
+    note = forms.CharField(required=False, max_length=2000, strip=True)
+    instructions = forms.CharField(required=False, max_length=4000, strip=True)
+
+    def clean(self):
+        data = super().clean()
+        # A rejection stops the agent: it needs to know why, so the note is required.
+        # An approval may go without one.
+        if data.get("verdict") == decisions.REJECT and not data.get("note"):
+            self.add_error("note", "Say why you reject: the agent receives this note.")
+        return data
+
+
+def _back(request: HttpRequest, escalation: Escalation) -> str:
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return reverse("coordination-detail", args=[escalation.coordination.key])
+
+
+@require_POST
+@require_perm("decide")
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    escalation = get_object_or_404(Escalation.objects.select_related("coordination"), pk=pk)
+    form = DecisionForm(request.POST)
+    message = ""
+    if form.is_valid():
+        events = Events()
+        result = decisions.decide(
+            escalation.pk,
+            request.user,
+            form.cleaned_data["verdict"],
+            form.cleaned_data["note"],
+            events,
+            instructions=form.cleaned_data["instructions"],
+        )
+        events.flush_sync()
+        message = result.message
+        if not request.htmx:
+            level = messages.SUCCESS if result.decided else messages.WARNING
+            messages.add_message(request, level, f"Escalation {escalation.pk}: {message}")
+            return redirect(_back(request, escalation))
+        form = DecisionForm()
+    elif not request.htmx:
+        for error in form.errors.values():
+            messages.error(request, f"Escalation {escalation.pk}: {' '.join(error)}")
+        return redirect(_back(request, escalation))
+    card = present.EscalationCard(present.escalations_with_context().get(pk=escalation.pk))
+    return render(
+        request,
+        "coordination/escalation_card.html#state",
+        {
+            "card": card,
+            "form": form,
+            "message": message,
+            "can_decide": True,
+            "next": request.POST.get("next", ""),
+        },
+    )

@@ -1,0 +1,74 @@
+"""Taking a coordination over and handing it to another operator."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from coordination import decisions
+from coordination.events import Events
+from coordination.models import Coordination
+from coordination.views import present
+from coordination.views.access import require_perm
+
+
+class HandoffForm(forms.Form):
+    to = forms.ModelChoiceField(
+        queryset=present.operators_who_decide(), to_field_name="username", label="Hand off to"
+    )
+    note = forms.CharField(required=False, max_length=2000, strip=True)
+
+
+def _done(
+    request: HttpRequest, coordination: Coordination, message: str, ok: bool = True
+) -> HttpResponse:
+    if not request.htmx:
+        messages.add_message(request, messages.SUCCESS if ok else messages.ERROR, message)
+        return redirect("coordination-detail", coordination.key)
+    coordination = Coordination.objects.select_related("owner").get(pk=coordination.pk)
+    return render(
+        request,
+        "coordination/coordination_detail.html#ownership",
+        {
+            "coordination": coordination,
+            "can_take_over": True,
+            "operators": present.operators_who_decide(),
+            "message": message,
+            "ok": ok,
+        },
+    )
+
+
+@require_POST
+@require_perm("take_over")
+def take_over(request: HttpRequest, key: str) -> HttpResponse:
+    coordination = get_object_or_404(Coordination, key=key)
+    events = Events()
+    decisions.handoff(
+        coordination.pk,
+        request.user,
+        request.user,
+        events,
+        note=request.POST.get("note", "")[:2000],
+    )
+    events.flush_sync()
+    return _done(request, coordination, f"You own {coordination.key} now.")
+
+
+@require_POST
+@require_perm("take_over")
+def hand_off(request: HttpRequest, key: str) -> HttpResponse:
+    coordination = get_object_or_404(Coordination, key=key)
+    form = HandoffForm(request.POST)
+    if not form.is_valid():
+        return _done(
+            request, coordination, "Choose an operator who can decide escalations.", ok=False
+        )
+    to = form.cleaned_data["to"]
+    events = Events()
+    decisions.handoff(coordination.pk, request.user, to, events, note=form.cleaned_data["note"])
+    events.flush_sync()
+    return _done(request, coordination, f"Handed {coordination.key} to {to.username}.")

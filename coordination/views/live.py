@@ -1,0 +1,227 @@
+"""What live pages receive over their socket: HTML fragments for htmx's out-of-band swaps.
+
+A live page remembers what its browser shows (the last frame's seq, each block's HTML, each
+escalation card) and renders only what changed since. It does not trust events to say what
+changed: the channel layers drop messages beyond a channel's capacity, and the sweeper's
+writes are announced by nobody on the in-memory layer. An event (or a slow timer) only says
+"look again"; the database says what is new. Everything runs in one worker thread per call
+(`database_sync_to_async`), never concurrently for one page.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.db.models import Count, Max, Q, Sum
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from coordination.models import (
+    Agent,
+    Approval,
+    Coordination,
+    Escalation,
+    EscalationStatus,
+    RequestStatus,
+    RouteRequest,
+)
+from coordination.views import present
+from coordination.views.pages import list_context
+
+# Frames sent in one message at most; a page further behind gets several messages.
+LIVE_BATCH = 200
+# Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
+# not resent (console.js keeps those current), so a half-typed note is not wiped for it.
+_TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
+
+
+def _settled(html: str) -> str:
+    return _TIME_TEXT.sub(r"\1\2", html)
+
+
+def parse_shown(value: str) -> set[int]:
+    return {int(part) for part in value.split(",") if part.strip().isdigit()}
+
+
+class LivePage:
+    """Blocks (replaced whole, by id) and escalation cards (appended when new, their state
+    replaced when it changes) for one browser page."""
+
+    card_container = ""
+    template = ""
+
+    def __init__(self, user, shown: set[int]):
+        self.user = user
+        self.can_decide = user.has_perm("coordination.decide")
+        self.blocks: dict[str, str] = {}
+        # Cards the page shows; None until this socket has sent their state once.
+        self.cards: dict[int, str | None] = dict.fromkeys(shown)
+        self.last_fingerprint: tuple | None = None
+
+    def changes(self) -> tuple[str, bool]:
+        """HTML to send (empty when nothing changed), and whether more is waiting."""
+        # A few aggregate queries tell whether anything this page shows may have changed;
+        # only then is it rendered (the slow timer asks every few seconds, per viewer).
+        fingerprint = self.fingerprint()
+        if fingerprint is not None and fingerprint == self.last_fingerprint:
+            return "", False
+        parts, more = self.news()
+        for block_id, html in self.render_blocks().items():
+            settled = _settled(html)
+            if self.blocks.get(block_id) != settled:
+                parts.append(html)
+                self.blocks[block_id] = settled
+        for card in self.escalation_cards():
+            context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
+            state = render_to_string(
+                "coordination/escalation_card.html#state", {**context, "oob": True}
+            )
+            settled = _settled(state)
+            if card.pk not in self.cards:
+                html = render_to_string("coordination/escalation_card.html", context)
+                parts.append(f'<div hx-swap-oob="beforeend:#{self.card_container}">{html}</div>')
+            elif self.cards[card.pk] != settled:
+                parts.append(state)
+            self.cards[card.pk] = settled
+        if not more:
+            self.last_fingerprint = fingerprint
+        return "".join(parts), more
+
+    def news(self) -> tuple[list[str], bool]:
+        return [], False
+
+    def fingerprint(self) -> tuple | None:
+        """Cheap summary of what the page shows; None renders every time."""
+        return None
+
+    def render_blocks(self) -> dict[str, str]:
+        return {"inbox-count": _inbox_count()}
+
+    def escalation_cards(self) -> list[present.EscalationCard]:
+        return []
+
+    def next_url(self) -> str:
+        return ""
+
+
+def _escalations_fingerprint(escalations) -> tuple:
+    summary = escalations.aggregate(
+        n=Count("pk"),
+        last=Max("pk"),
+        pending=Count("pk", filter=Q(status=EscalationStatus.PENDING)),
+        decided=Max("decided_at"),
+        tiers=Sum("tier"),
+    )
+    approvals = Approval.objects.filter(escalation__in=escalations).count()
+    return (*summary.values(), approvals, present.pending_count())
+
+
+def _presence_fingerprint():
+    return tuple(Agent.objects.aggregate(at=Max("presence_changed_at"), n=Count("pk")).values())
+
+
+def _inbox_count() -> str:
+    return render_to_string(
+        "coordination/base.html#inbox-count", {"pending": present.pending_count(), "oob": True}
+    )
+
+
+class CoordinationPage(LivePage):
+    """A coordination's detail page: new timeline rows on top, the side blocks, its cards."""
+
+    card_container = "escalation-list"
+
+    def __init__(self, user, coordination: Coordination, seq: int, shown: set[int]):
+        super().__init__(user, shown)
+        self.coordination_pk = coordination.pk
+        self.key = coordination.key
+        self.seq = seq
+        self.can_take_over = user.has_perm("coordination.take_over")
+
+    def fingerprint(self) -> tuple:
+        coordination = Coordination.objects.filter(pk=self.coordination_pk)
+        return (
+            *coordination.values_list("head_seq", "owner_id", "state").get(),
+            *_escalations_fingerprint(
+                Escalation.objects.filter(coordination_id=self.coordination_pk)
+            ),
+            _presence_fingerprint(),
+            *RouteRequest.objects.filter(coordination_id=self.coordination_pk)
+            .aggregate(
+                n=Count("pk"),
+                open=Count("pk", filter=Q(status=RequestStatus.OPEN)),
+                at=Max("updated_at"),
+            )
+            .values(),
+        )
+
+    def news(self) -> tuple[list[str], bool]:
+        frames = present.frames_after(self.coordination_pk, self.seq, LIVE_BATCH)
+        if not frames:
+            return [], False
+        self.seq = frames[-1].seq
+        rows = [present.TimelineRow(frame) for frame in reversed(frames)]
+        html = render_to_string("coordination/coordination_detail.html#live-rows", {"rows": rows})
+        return [html], len(frames) == LIVE_BATCH
+
+    def render_blocks(self) -> dict[str, str]:
+        coordination = Coordination.objects.select_related("owner", "latest_snapshot").get(
+            pk=self.coordination_pk
+        )
+        context = {
+            "coordination": coordination,
+            "agent_cards": present.agent_cards(coordination),
+            "open_requests": present.open_requests(coordination),
+            "can_take_over": self.can_take_over,
+            "operators": present.operators_who_decide() if self.can_take_over else [],
+            "user": self.user,
+            "oob": True,
+        }
+        template = "coordination/coordination_detail.html"
+        return {
+            block: render_to_string(f"{template}#{block}", context)
+            for block in ("summary", "ownership", "agents", "requests")
+        } | super().render_blocks()
+
+    def escalation_cards(self) -> list[present.EscalationCard]:
+        return present.coordination_escalations(self.coordination_pk)
+
+    def next_url(self) -> str:
+        return reverse("coordination-detail", args=[self.key])
+
+
+class DashboardPage(LivePage):
+    """The coordination list (one page of it)."""
+
+    def __init__(self, user, page_number: str | None):
+        super().__init__(user, set())
+        self.page_number = page_number
+
+    def fingerprint(self) -> tuple:
+        coordinations = Coordination.objects.aggregate(n=Count("pk"), at=Max("last_activity"))
+        return (
+            *coordinations.values(),
+            *_escalations_fingerprint(Escalation.objects.all()),
+            _presence_fingerprint(),
+        )
+
+    def render_blocks(self) -> dict[str, str]:
+        context = {**list_context(self.page_number), "oob": True}
+        table = render_to_string("coordination/coordination_list.html#coordination-table", context)
+        return {"coordination-table": table} | super().render_blocks()
+
+
+class InboxPage(LivePage):
+    """The escalation inbox: new pending escalations appended (oldest first), shown ones
+    updated in place when someone decides them."""
+
+    card_container = "inbox-list"
+
+    def fingerprint(self) -> tuple:
+        return _escalations_fingerprint(Escalation.objects.all())
+
+    def escalation_cards(self) -> list[present.EscalationCard]:
+        return present.inbox(extra_pks=set(self.cards))
+
+    def next_url(self) -> str:
+        return reverse("escalation-inbox")

@@ -1,0 +1,100 @@
+"""Pages for watching: the coordination list, a coordination, its timeline, its trace."""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from coordination.api import trace_response
+from coordination.context import rehydrate
+from coordination.models import Coordination
+from coordination.views import present
+from coordination.views.access import require_perm
+
+LIST_PAGE = 25
+
+
+def list_context(page_number) -> dict:
+    coordinations = Coordination.objects.select_related("owner").order_by("-last_activity", "pk")
+    page = Paginator(coordinations, LIST_PAGE).get_page(page_number)
+    return {
+        "page": page,
+        "rows": present.coordination_rows(list(page.object_list)),
+        "nav": "coordinations",
+    }
+
+
+@require_GET
+@require_perm("watch")
+def coordination_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "coordination/coordination_list.html", list_context(request.GET.get("page"))
+    )
+
+
+def _before(request: HttpRequest) -> int | None:
+    try:
+        return int(request.GET["before"])
+    except (KeyError, ValueError):
+        return None
+
+
+def detail_context(coordination: Coordination, user, before: int | None = None) -> dict:
+    cards = present.coordination_escalations(coordination.pk)
+    return {
+        "coordination": coordination,
+        "timeline": present.timeline_page(coordination.pk, before),
+        "before": before,
+        "agent_cards": present.agent_cards(coordination),
+        "open_requests": present.open_requests(coordination),
+        "escalations": cards,
+        "shown": ",".join(str(card.pk) for card in cards),
+        "can_decide": user.has_perm("coordination.decide"),
+        "can_take_over": user.has_perm("coordination.take_over"),
+        "operators": present.operators_who_decide()
+        if user.has_perm("coordination.take_over")
+        else [],
+        "next": reverse("coordination-detail", args=[coordination.key]),
+        "nav": "coordinations",
+    }
+
+
+def _coordination(key: str) -> Coordination:
+    return get_object_or_404(
+        Coordination.objects.select_related("owner", "latest_snapshot"), key=key
+    )
+
+
+@require_GET
+@require_perm("watch")
+def coordination_detail(request: HttpRequest, key: str) -> HttpResponse:
+    coordination = _coordination(key)
+    context = detail_context(coordination, request.user, _before(request))
+    context["context_json"] = present.as_json(rehydrate(coordination, recent=0))
+    return render(request, "coordination/coordination_detail.html", context)
+
+
+@require_GET
+@require_perm("watch")
+def coordination_timeline(request: HttpRequest, key: str) -> HttpResponse:
+    """The next (older) page of the timeline. htmx gets the rows; a plain link, the page."""
+    if not request.htmx:
+        return coordination_detail(request, key)
+    coordination = get_object_or_404(Coordination.objects.only("pk", "key"), key=key)
+    return render(
+        request,
+        "coordination/coordination_detail.html#timeline-page",
+        {
+            "coordination": coordination,
+            "timeline": present.timeline_page(coordination.pk, _before(request)),
+        },
+    )
+
+
+@require_GET
+@require_perm("watch")
+def coordination_trace(request: HttpRequest, key: str) -> StreamingHttpResponse:
+    return trace_response(get_object_or_404(Coordination, key=key))

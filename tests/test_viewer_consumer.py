@@ -1,0 +1,198 @@
+"""The console's live sockets, through the real ASGI router (session + Origin check)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client, override_settings
+
+from coordination import decisions
+from coordination.events import Events
+from coordination.ingest import ingest
+from coordination.models import Coordination, Escalation
+from ltpdash.asgi import application
+from tests.console_helpers import KEY, seed, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@sync_to_async
+def _session(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+async def _open(path: str, user=None) -> tuple[WebsocketCommunicator, bool]:
+    headers = [(b"host", b"testserver"), (b"origin", b"http://testserver")]
+    if user is not None:
+        headers.append((b"cookie", f"sessionid={await _session(user)}".encode()))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect()
+    return communicator, connected
+
+
+async def _until(communicator, text: str, timeout: float = 10) -> str:
+    """Messages until one contains `text` (the page may get other updates first). A timeout
+    fails the test (and, as Channels' communicator does, stops the consumer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await communicator.receive_from(timeout=max(deadline - loop.time(), 0.01))
+        if text in message:
+            return message
+
+
+async def _published(agent, data) -> None:
+    """Ingest as the socket would: store, then publish the events after commit."""
+    events = Events()
+    await sync_to_async(ingest)(agent, data, events)
+    await events.flush()
+
+
+async def test_a_socket_without_a_session_is_refused(agents):
+    await sync_to_async(seed)(agents)
+    pk = (await Coordination.objects.aget(key=KEY)).pk
+    for path in ("/ws/ui/dashboard/", "/ws/ui/escalations/", f"/ws/ui/coordinations/{pk}/"):
+        communicator, connected = await _open(path)
+        await communicator.disconnect()
+        assert not connected, path
+
+
+async def test_viewer_receives_the_new_frame_as_an_out_of_band_row(agents, operators):
+    await sync_to_async(seed)(agents)
+    coordination = await Coordination.objects.aget(key=KEY)
+    communicator, connected = await _open(
+        f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
+    )
+    assert connected
+    try:
+        await _published(
+            agents.metrics,
+            {
+                "coordination_id": KEY,
+                "focus_snapshot": {"state": "queue draining", "health": "WARN"},
+            },
+        )
+        message = await _until(communicator, 'hx-swap-oob="afterbegin:#timeline-rows"')
+        assert f'id="frame-{coordination.head_seq + 1}"' in message
+        assert "queue draining" in message
+        # Rows the page already had are not sent again.
+        assert f'id="frame-{coordination.head_seq}"' not in message
+        # The summary block follows the snapshot, in the same message.
+        assert 'id="coordination-summary" class="card summary"' in message
+        assert message.count("queue draining") >= 2
+    finally:
+        await communicator.disconnect()
+
+
+async def test_viewer_catches_up_from_the_database_when_no_event_announces_a_frame(
+    agents, operators
+):
+    """The sweeper's writes (another process) reach this process's viewers by no event."""
+    await sync_to_async(seed)(agents)
+    coordination = await Coordination.objects.aget(key=KEY)
+    communicator, connected = await _open(
+        f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
+    )
+    assert connected
+    try:
+        await _until(communicator, 'id="coordination-summary"')  # the first render is done
+        await sync_to_async(send)(
+            agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "unannounced"}}
+        )
+        message = await _until(communicator, "unannounced")
+        assert 'hx-swap-oob="afterbegin:#timeline-rows"' in message
+    finally:
+        await communicator.disconnect()
+
+
+async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents, operators):
+    communicator, connected = await _open("/ws/ui/escalations/?shown=", operators["bob"])
+    assert connected
+    try:
+        await _until(communicator, 'id="inbox-count"')  # the first render is done
+        escalation = await sync_to_async(seed)(agents)
+        # seed() publishes nothing: the slow check finds the escalation in the database.
+        card = await _until(communicator, f'id="escalation-{escalation.pk}"')
+        assert 'hx-swap-oob="beforeend:#inbox-list"' in card
+        assert "guardrail: cannot page DB" in card
+
+        events = Events()
+        await sync_to_async(decisions.decide)(
+            escalation.pk, operators["alice"], decisions.APPROVE, "page it", events
+        )
+        await events.flush()
+        state = await _until(communicator, "Approved by alice")
+        assert f'id="escalation-{escalation.pk}-state"' in state
+        assert 'hx-swap-oob="true"' in state
+    finally:
+        await communicator.disconnect()
+
+
+async def test_dashboard_socket_refreshes_the_list_and_the_pending_count(agents, operators):
+    communicator, connected = await _open("/ws/ui/dashboard/", operators["vic"])
+    assert connected
+    try:
+        await _until(communicator, "No coordinations yet")
+        await sync_to_async(seed)(agents)
+        await _published(agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "x"}})
+        table = await _until(communicator, KEY)
+        assert 'id="coordination-table"' in table
+        assert "1 pending" in table
+        assert 'id="inbox-count"' in table
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_burst_of_frames_reaches_the_viewer_each_once_in_order(agents, operators):
+    await sync_to_async(seed)(agents)
+    coordination = await Coordination.objects.aget(key=KEY)
+    first = coordination.head_seq + 1
+    communicator, connected = await _open(
+        f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
+    )
+    assert connected
+    try:
+        for n in range(60):
+            await _published(
+                agents.metrics, {"coordination_id": KEY, "focus_snapshot": {"state": f"step {n}"}}
+            )
+        seen: list[int] = []
+        while len(seen) < 60:
+            message = await _until(communicator, "afterbegin:#timeline-rows")
+            batch = [int(s) for s in re.findall(r'<li id="frame-(\d+)"', message)]
+            assert batch == sorted(batch, reverse=True)  # newest first within a message
+            seen.extend(reversed(batch))
+        assert seen == list(range(first, first + 60))
+    finally:
+        await communicator.disconnect()
+
+
+@override_settings(CRITICAL_APPROVALS=2)
+async def test_a_partial_approval_updates_the_quorum_shown_live(agents, operators):
+    await sync_to_async(send)(
+        agents.triage,
+        {"id": "wipe", "coordination_id": KEY, "route_request": {"action": "delete_data"}},
+    )
+    escalation = await Escalation.objects.aget()
+    communicator, connected = await _open(
+        f"/ws/ui/escalations/?shown={escalation.pk}", operators["bob"]
+    )
+    assert connected
+    try:
+        await _until(communicator, "0 of 2 approvals")
+        events = Events()
+        await sync_to_async(decisions.decide)(
+            escalation.pk, operators["alice"], decisions.APPROVE, "fine by me", events
+        )
+        await events.flush()
+        state = await _until(communicator, "1 of 2 approvals (alice)")
+        assert f'id="escalation-{escalation.pk}-state"' in state
+        assert "Approve" in state  # bob can still add the second approval
+    finally:
+        await communicator.disconnect()

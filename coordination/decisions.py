@@ -123,6 +123,14 @@ def decide(
         )
         if escalation.status != EscalationStatus.PENDING:
             return _already(escalation)
+        if escalation.tier >= 2 and not user.has_perm("coordination.decide_tier2"):
+            # Past its first deadline the escalation belongs to the next tier (the admins).
+            return DecisionResult(
+                escalation,
+                decided=False,
+                message="This escalation moved to the admins (tier 2) at its deadline; "
+                "only an admin can decide it now.",
+            )
         if verdict == APPROVE and escalation.required_approvals > 1:
             Approval.objects.get_or_create(
                 escalation=escalation, user=user, defaults={"note": note}

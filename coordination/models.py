@@ -120,6 +120,7 @@ class Coordination(models.Model):
         permissions = [
             ("watch", "Can watch coordinations"),
             ("decide", "Can decide escalations"),
+            ("decide_tier2", "Can decide escalations moved to the admins' tier"),
             ("take_over", "Can take over and hand off coordinations"),
             ("manage_agents", "Can manage agents and tokens"),
             ("manage_routing", "Can edit the routing table"),

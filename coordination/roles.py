@@ -15,6 +15,7 @@ ROLES: dict[str, list[str]] = {
     ADMIN: [
         "watch",
         "decide",
+        "decide_tier2",
         "take_over",
         "manage_agents",
         "manage_routing",

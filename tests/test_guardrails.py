@@ -106,3 +106,22 @@ def test_an_orientation_holds_only_in_its_own_coordination(agents):
         agents.triage, {"id": "r1", "type": "route_request", "payload": {}}, key="incident-4822"
     )
     assert elsewhere.orientation is None
+
+
+def test_timeline_shows_the_guardrails_in_force_with_each_action(agents, operators, client):
+    send(agents.triage, {"id": "o1", "orientation": ORIENTATION})
+    send(agents.triage, {"id": "r1", "route_request": {"target": "human", "need": "page the DB"}})
+    send(agents.triage, {"id": "o2", "orientation": {**ORIENTATION, "guardrails": ["read-only"]}})
+    send(agents.triage, {"id": "r2", "route_request": {"target": "human", "need": "restart"}})
+    client.force_login(operators["vic"])
+
+    page = client.get(f"/coordinations/{KEY}/").content.decode()
+
+    def row(frame_id: str) -> str:
+        seq = Frame.objects.get(sender="triage-agent", frame_id=frame_id).seq
+        start = page.index(f'id="frame-{seq}"')
+        return page[start : page.index("</li>", start)]
+
+    assert "guardrails: no production writes" in row("r1:route_request")
+    assert "guardrails: read-only" in row("r2:route_request")
+    assert "guardrails:" not in row("r2:route_request").replace("guardrails: read-only", "")

@@ -119,6 +119,16 @@ class TimelineRow:
     def pretty(self) -> str:
         return pretty(self.frame)
 
+    @cached_property
+    def guardrails(self) -> list[str]:
+        """The sender's guardrails in force when it took this step (its orientation frame
+        states them itself)."""
+        frame = self.frame
+        if frame.type == "orientation" or frame.orientation_id is None:
+            return []
+        view = OrientationView.of(frame.orientation)
+        return view.guardrails if view else []
+
 
 @dataclass(frozen=True)
 class TimelinePage:
@@ -131,7 +141,11 @@ def timeline_page(
 ) -> TimelinePage:
     """Newest first, by keyset on seq (the chain's unique index), so page 200 costs what
     page 1 costs."""
-    frames = Frame.objects.filter(coordination_id=coordination_pk).order_by("-seq")
+    frames = (
+        Frame.objects.filter(coordination_id=coordination_pk)
+        .select_related("orientation")
+        .order_by("-seq")
+    )
     if before is not None:
         frames = frames.filter(seq__lt=before)
     page = list(frames[: size + 1])
@@ -141,7 +155,9 @@ def timeline_page(
 
 def frames_after(coordination_pk: int, after: int, limit: int) -> list[Frame]:
     return list(
-        Frame.objects.filter(coordination_id=coordination_pk, seq__gt=after).order_by("seq")[:limit]
+        Frame.objects.filter(coordination_id=coordination_pk, seq__gt=after)
+        .select_related("orientation")
+        .order_by("seq")[:limit]
     )
 
 

@@ -50,7 +50,18 @@ class Command(BaseCommand):
         manage = [python, str(settings.BASE_DIR / "manage.py")]
         children = [
             subprocess.Popen(
-                [python, "-m", "daphne", "-b", host, "-p", str(port), "ltpdash.asgi:application"],
+                [
+                    python,
+                    "-m",
+                    "daphne",
+                    "-v",
+                    "0",
+                    "-b",
+                    host,
+                    "-p",
+                    str(port),
+                    "ltpdash.asgi:application",
+                ],
                 cwd=settings.BASE_DIR,
             ),
             subprocess.Popen([*manage, "sweep"], cwd=settings.BASE_DIR),

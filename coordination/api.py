@@ -66,6 +66,8 @@ def frames(request: HttpRequest) -> JsonResponse:
         data = parse_json(body)
     except (ValueError, UnicodeDecodeError):
         return api_error(400, "malformed_json", "The body is not valid JSON. Nothing was stored.")
+    if data == [] or data == {}:
+        return api_error(400, "empty_message", "The body holds no frame.")
     items = data if isinstance(data, list) else [data]
     if len(items) > settings.LTP_MAX_FRAMES_PER_REQUEST:
         return api_error(

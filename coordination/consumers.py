@@ -156,10 +156,13 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             await self.send(text_data=text)
 
     def _ingest(self, data, events: Events) -> tuple[list[dict], list[tuple[int | None, str]]]:
+        if data == [] or data == {}:
+            return [error_frame("empty_message", "The message holds no frame.")], []
         outcomes = ingest(self.agent, data, events, session_id=self.session_id)
         replies = [outcome.to_frame() for outcome in outcomes]
-        hello = _hello_in(data)
-        replay = continuity(self.agent, hello) if hello is not None else []
+        replay = []
+        if any(o.type == "hello" and o.error is None for o in outcomes):
+            replay = continuity(self.agent, _hello_in(data) or {})
         return replies, replay
 
     async def agent_deliver(self, event) -> None:

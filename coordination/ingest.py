@@ -98,7 +98,7 @@ def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") 
     if envelope.type == "heartbeat":
         # Heartbeats keep presence fresh; they are not chain entries (presence changes are).
         saw_agent(agent, events, heartbeat=True)
-        return Outcome(frame_id=envelope.id)
+        return Outcome(frame_id=envelope.id, type="heartbeat")
 
     existing = _stored(agent.name, envelope.id)
     if existing is not None:
@@ -117,14 +117,18 @@ def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") 
         log.exception("storing frame %r from %s failed", envelope.id, agent.name)
         return Outcome(frame_id=envelope.id, error=FrameError(*STORAGE_FAILED, envelope.id))
     return Outcome(
-        frame_id=envelope.id, seq=stored.seq, hash=stored.hash or None, warnings=warnings
+        frame_id=envelope.id,
+        seq=stored.seq,
+        hash=stored.hash or None,
+        warnings=warnings,
+        type=envelope.type,
     )
 
 
 def _stored(sender: str, frame_id: str) -> Frame | None:
     return (
         Frame.objects.filter(sender=sender, frame_id=frame_id)
-        .only("frame_id", "seq", "hash", "warnings")
+        .only("frame_id", "seq", "hash", "warnings", "type")
         .first()
     )
 
@@ -136,6 +140,7 @@ def _duplicate(frame: Frame) -> Outcome:
         hash=frame.hash or None,
         duplicate=True,
         warnings=frame.warnings,
+        type=frame.type,
     )
 
 

@@ -13,6 +13,7 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
     body_too_large         HTTP body over 2 MiB (413)
     too_many_frames        HTTP request with over LTP_MAX_FRAMES_PER_REQUEST frames (413)
     malformed_json         not JSON, not UTF-8, or NaN/Infinity in it
+    empty_message          an empty list or an empty bundle: nothing to store
     not_an_object          a frame (or list item) that is not a JSON object
     unsupported_version    `v` missing or not the string "0.1"
     missing_id             `id` missing, empty, not a string, or over 200 characters
@@ -342,6 +343,7 @@ class Outcome:
     duplicate: bool = False
     warnings: list[str] = field(default_factory=list)
     error: FrameError | None = None
+    type: str | None = None  # the acknowledged frame's type (not sent; the consumer reads it)
 
     def to_frame(self) -> dict[str, Any]:
         if self.error is not None:

@@ -398,3 +398,41 @@ async def test_flood_gets_rate_limited_then_closed_4429_while_other_agents_are_s
     finally:
         await flooder.disconnect()
         await neighbour.disconnect()
+
+
+@socket_test
+@pytest.mark.parametrize("message", ["[]", "{}"], ids=["empty-list", "empty-bundle"])
+async def test_an_empty_message_gets_a_clear_error_and_the_socket_stays_usable(agents, message):
+    socket = _connect(agents.triage_token)
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.send_to(text_data=message)
+    reply = await socket.receive_json_from()
+    assert reply["type"] == "error"
+    assert reply["payload"]["code"] == "empty_message"
+    await _ack_after(socket, "after-empty")
+    await socket.disconnect()
+
+
+@socket_test
+async def test_a_refused_hello_replays_nothing(agents):
+    socket = _connect(agents.triage_token)
+    assert (await socket.connect())[0]
+    try:
+        await _ack_after(socket, "orientation-first")  # the agent now has a coordination
+        await socket.send_json_to(
+            {"v": "0.0", "id": "bad-hello", "ts": 1, "type": "hello", "payload": {}}
+        )
+        error = await socket.receive_json_from()
+        assert error["payload"]["code"] == "unsupported_version"
+        assert await socket.receive_nothing(timeout=0.3)
+
+        await socket.send_json_to(
+            {"v": "0.1", "id": "good-hello", "ts": 2, "type": "hello", "payload": {}}
+        )
+        ack = await socket.receive_json_from()
+        assert ack["type"] == "ack"
+        replayed = await socket.receive_json_from()  # continuity: its own orientation
+        assert replayed["id"] == "orientation-first"
+    finally:
+        await socket.disconnect()

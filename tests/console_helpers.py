@@ -13,28 +13,12 @@ from django.test import Client
 from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import Agent, Coordination, Escalation, Presence
+from tests import seed
+from tests.seed import KEY
 
-KEY = "incident-4821"
-SEED_REQUEST = {
-    "id": "seed-1",
-    "coordination_id": KEY,
-    "orientation": {
-        "role": "triage-agent",
-        "intent": "diagnose backlog",
-        "guardrails": ["no production writes"],
-    },
-    "route_request": {"target": "metrics-agent", "need": "queue depth and error rate"},
-}
-SEED_RESPONSE = {
-    "id": "seed-2",
-    "coordination_id": KEY,
-    "route_response": {
-        "target": "metrics-agent",
-        "result": {"queue_depth": 1240, "error_rate": 0.07},
-        "branches": [{"action": "escalate", "reason": "guardrail: cannot page DB"}],
-    },
-    "focus_snapshot": {"coordination_id": KEY, "state": "diagnosis pending human approval"},
-}
+# The seed bundles with ids, so that sending them again is a retry.
+SEED_REQUEST = {"id": "seed-1", "coordination_id": KEY, **seed.SEED_REQUEST}
+SEED_RESPONSE = {"id": "seed-2", "coordination_id": KEY, **seed.SEED_RESPONSE}
 
 
 def send(agent: Agent, data) -> list:

@@ -28,18 +28,9 @@ from coordination.models import (
     Frame,
 )
 from coordination.trace import verify_trace
+from tests.seed import KEY, SEED_RESPONSE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-KEY = "incident-4821"
-SEED_RESPONSE = {
-    "route_response": {
-        "target": "metrics-agent",
-        "result": {"queue_depth": 1240, "error_rate": 0.07},
-        "branches": [{"action": "escalate", "reason": "guardrail: cannot page DB"}],
-    },
-    "focus_snapshot": {"coordination_id": KEY, "state": "diagnosis pending human approval"},
-}
 
 
 def metrics_client(live, agents) -> LtpClient:

@@ -12,11 +12,9 @@ from django.core.management import call_command
 from coordination.client import LtpClient
 from coordination.models import Agent, Frame, Presence
 from coordination.trace import verify_trace
-from tests.test_seed_flow_e2e import SEED_REQUEST, SEED_RESPONSE
+from tests.seed import KEY, SEED_REQUEST, SEED_RESPONSE
 
 pytestmark = pytest.mark.django_db
-
-KEY = "incident-4821"
 
 
 def frame(frame_id, type, payload, **extra):

@@ -28,18 +28,10 @@ from coordination.models import (
     RoutingRule,
 )
 from coordination.trace import verify_trace
+from tests.seed import KEY, SEED_REQUEST
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-KEY = "incident-4821"
-SEED_REQUEST = {
-    "orientation": {
-        "role": "triage-agent",
-        "intent": "diagnose backlog",
-        "guardrails": ["no production writes"],
-    },
-    "route_request": {"target": "metrics-agent", "need": "queue depth and error rate"},
-}
 HMS = r"\d\d:\d\d:\d\d"
 
 

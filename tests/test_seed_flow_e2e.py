@@ -16,28 +16,9 @@ from coordination.models import (
     RouteRequest,
 )
 from coordination.trace import verify_trace
+from tests.seed import SEED_REQUEST, SEED_RESPONSE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-SEED_REQUEST = {
-    "orientation": {
-        "role": "triage-agent",
-        "intent": "diagnose backlog",
-        "guardrails": ["no production writes"],
-    },
-    "route_request": {"target": "metrics-agent", "need": "queue depth and error rate"},
-}
-SEED_RESPONSE = {
-    "route_response": {
-        "target": "metrics-agent",
-        "result": {"queue_depth": 1240, "error_rate": 0.07},
-        "branches": [{"action": "escalate", "reason": "guardrail: cannot page DB"}],
-    },
-    "focus_snapshot": {
-        "coordination_id": "incident-4821",
-        "state": "diagnosis pending human approval",
-    },
-}
 
 
 def _export(key: str) -> str:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,12 +25,9 @@ from pathlib import Path
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from coordination.processes import daphne_command, free_port, wait_until_serving  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -181,27 +177,14 @@ def main() -> None:
     }
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "ltpdash.asgi:application",
-        ],
+        daphne_command("127.0.0.1", port, access_log=False),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(300):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_until_serving("127.0.0.1", port, server)
         rss_before = rss_kib(server.pid)
         results = asyncio.run(
             run(f"ws://127.0.0.1:{port}/ws/agent/", tokens, args.frames, args.window)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from coordination.models import Agent
+from coordination.processes import daphne_command, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
@@ -70,12 +69,6 @@ def operators(db):
     return users
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _database_env() -> dict[str, str]:
     """Point the daphne process at the test database pytest-django created."""
     from django.db import connection
@@ -102,7 +95,7 @@ class Daphne:
 
 
 def start_daphne(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Daphne:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **_database_env(),
@@ -112,32 +105,18 @@ def start_daphne(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Dap
     }
     log = tmp_path / f"daphne-{port}.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "ltpdash.asgi:application",
-        ],
+        daphne_command("127.0.0.1", port),
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("daphne exited:\n" + log.read_text())
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return Daphne(port, process, log)
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("daphne did not start:\n" + log.read_text())
+    try:
+        wait_until_serving("127.0.0.1", port, process)
+    except RuntimeError as exc:
+        process.kill()
+        raise RuntimeError(f"{exc}:\n{log.read_text()}") from None
+    return Daphne(port, process, log)
 
 
 def stop_daphne(server: Daphne) -> None:

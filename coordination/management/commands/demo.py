@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from coordination.models import Agent, Presence
+from coordination.processes import daphne_command, port_in_use, wait_until_serving
 from coordination.roles import ADMIN, grant
 
 
@@ -42,32 +42,22 @@ class Command(BaseCommand):
         # Nothing is connected before daphne starts; counts left by a previous run that was
         # killed would otherwise keep agents "online" forever.
         Agent.objects.update(connections=0, presence=Presence.OFFLINE)
-        with socket.socket() as probe:
-            if probe.connect_ex((host, port)) == 0:
-                raise CommandError(f"{host}:{port} is in use; pass --port or set LTPDASH_PORT.")
+        if port_in_use(host, port):
+            raise CommandError(f"{host}:{port} is in use; pass --port or set LTPDASH_PORT.")
 
+        # Stopped by a service manager (SIGTERM) like by Ctrl-C: take the children down too.
+        signal.signal(signal.SIGTERM, _interrupt)
         python = sys.executable
         manage = [python, str(settings.BASE_DIR / "manage.py")]
         children = [
-            subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "daphne",
-                    "-v",
-                    "0",
-                    "-b",
-                    host,
-                    "-p",
-                    str(port),
-                    "ltpdash.asgi:application",
-                ],
-                cwd=settings.BASE_DIR,
-            ),
+            subprocess.Popen(daphne_command(host, port, access_log=False), cwd=settings.BASE_DIR),
             subprocess.Popen([*manage, "sweep"], cwd=settings.BASE_DIR),
         ]
         try:
-            self._wait_for(host, port, children[0])
+            try:
+                wait_until_serving(host, port, children[0])
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
             if not no_simulator:
                 children.append(
                     subprocess.Popen(
@@ -76,12 +66,17 @@ class Command(BaseCommand):
                     )
                 )
             url = f"http://{host}:{port}/"
+            story = (
+                "Agents connect to {ws}."
+                if no_simulator
+                else "Simulated agents are playing incident-4821; an escalation will wait for you\n"
+                "in the Escalations inbox within a minute."
+            ).format(ws=f"ws://{host}:{port}/ws/agent/")
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\nltpdash is running: {url}\n"
                     f"Log in as {username} / {password} (role: admin).\n"
-                    "Simulated agents are playing incident-4821; an escalation will wait for you\n"
-                    "in the Escalations inbox within a minute. Ctrl-C stops everything.\n"
+                    f"{story} Ctrl-C stops everything.\n"
                 )
             )
             while all(child.poll() is None for child in children):
@@ -100,13 +95,6 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     child.kill()
 
-    def _wait_for(self, host, port, process) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise CommandError("daphne exited during start-up")
-            with socket.socket() as probe:
-                if probe.connect_ex((host, port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise CommandError("daphne did not start within 30 s")
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

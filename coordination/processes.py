@@ -1,0 +1,52 @@
+"""Starting daphne as a child process: shared by `manage.py demo`, the benchmark and the
+end-to-end tests, so they all serve the project the same way."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+ASGI_APPLICATION = "ltpdash.asgi:application"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+def daphne_command(host: str, port: int, access_log: bool = True) -> list[str]:
+    verbosity = [] if access_log else ["-v", "0"]
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        *verbosity,
+        "-b",
+        host,
+        "-p",
+        str(port),
+        ASGI_APPLICATION,
+    ]
+
+
+def wait_until_serving(
+    host: str, port: int, process: subprocess.Popen, timeout: float = 30.0
+) -> None:
+    """Return once `process` accepts connections on host:port; raise RuntimeError if it
+    exits or does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode} during start-up")
+        if port_in_use(host, port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"daphne did not accept connections on {host}:{port} within {timeout} s")

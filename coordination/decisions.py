@@ -117,7 +117,7 @@ def decide(
         escalation = (
             # Lock only the escalation row: PostgreSQL refuses FOR UPDATE on the nullable
             # side of the outer join to route_request.
-            Escalation.objects.select_for_update(of=("self",))
+            Escalation.objects.select_for_update(of=("self",), no_key=True)
             .select_related("coordination", "agent", "route_request__requester")
             .get(pk=escalation_pk)
         )
@@ -210,7 +210,7 @@ def _finalise(
     }
     if instructions:
         payload["instructions"] = instructions
-    coordination = Coordination.objects.select_for_update().get(pk=escalation.coordination_id)
+    coordination = Coordination.locked(escalation.coordination_id)
     frame = emitted(
         "route_response",
         payload,
@@ -249,7 +249,7 @@ def expire(escalation: Escalation, events: Events) -> bool:
             ).update(tier=2, deadline=coordination.escalation_deadline(now))
             if not claimed:
                 return False
-            coordination = Coordination.objects.select_for_update().get(pk=coordination.pk)
+            coordination = Coordination.locked(coordination.pk)
             frame = emitted(
                 "route_response",
                 {
@@ -311,7 +311,7 @@ def handoff(coordination_pk: int, by_user, to_user, events: Events, note: str = 
     """Give a coordination to `to_user` (taking over is handing it to yourself). Agents get a
     focus_snapshot naming the new owner; the chain records it."""
     with transaction.atomic():
-        coordination = Coordination.objects.select_for_update().get(pk=coordination_pk)
+        coordination = Coordination.locked(coordination_pk)
         previous = coordination.owner.username if coordination.owner else None
         coordination.owner = to_user
         coordination.save(update_fields=["owner"])

@@ -154,7 +154,8 @@ def _append_and_apply(agent, envelope, frame, text, events, session_id):
         warnings.extend(view_warnings)
 
     ts_ms = _ts_ms(envelope)
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    # NO KEY: rows inserted elsewhere that reference this agent (deliveries) are not blocked.
+    agent = Agent.objects.select_for_update(no_key=True).get(pk=agent.pk)
     loaded = (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities)
     if ts_ms is not None and agent.last_ts_ms is not None and ts_ms < agent.last_ts_ms:
         warnings.append("ts is earlier than this sender's previous frame; kept as sent")

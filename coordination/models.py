@@ -148,11 +148,22 @@ class Coordination(models.Model):
         transaction already holds the database write lock); different coordinations
         proceed in parallel on PostgreSQL.
         """
-        locked = cls.objects.select_for_update().filter(key=key).first()
+        locked = cls.objects.select_for_update(no_key=True).filter(key=key).first()
         if locked is not None:
             return locked
         coordination, _ = cls.objects.get_or_create(key=key)
-        return cls.objects.select_for_update().get(pk=coordination.pk)
+        return cls.locked(coordination.pk)
+
+    @classmethod
+    def locked(cls, pk: int) -> Coordination:
+        """The coordination with its row locked for appending to its chain.
+
+        FOR NO KEY UPDATE (PostgreSQL): it serialises appenders like FOR UPDATE, but does not
+        block other transactions inserting rows that merely reference it (frames elsewhere,
+        deliveries, escalations), which take KEY SHARE locks; FOR UPDATE would turn those
+        waits into lock-order deadlocks with ingest.
+        """
+        return cls.objects.select_for_update(no_key=True).get(pk=pk)
 
     def append(
         self,

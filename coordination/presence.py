@@ -102,7 +102,7 @@ def change_presence(
             .first()
         )
         if coordination_pk is not None:
-            coordination = Coordination.objects.select_for_update().get(pk=coordination_pk)
+            coordination = Coordination.locked(coordination_pk)
             frame = emitted(
                 "presence",
                 {"agent": agent.name, "presence": new, "previous": old, "reason": reason},

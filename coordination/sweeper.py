@@ -77,7 +77,7 @@ def time_out_requests(now, events: Events) -> list[str]:
 def _time_out(pk, coordination_pk, deadline, events: Events) -> str | None:
     with transaction.atomic():
         # The chain's lock first (the order ingest takes), then the claim on the deadline read.
-        coordination = Coordination.objects.select_for_update().get(pk=coordination_pk)
+        coordination = Coordination.locked(coordination_pk)
         claimed = RouteRequest.objects.filter(
             pk=pk, status=RequestStatus.OPEN, deadline=deadline
         ).update(deadline=None)

@@ -8,8 +8,11 @@ connections itself, so `dispatch` skips that hop (it roughly halves throughput o
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 import uuid
+from urllib.parse import parse_qsl
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -18,10 +21,11 @@ from django.conf import settings
 
 from coordination import presence
 from coordination.canonical import parse_json
-from coordination.events import Events, agent_group
+from coordination.events import DASHBOARD, Events, agent_group, coordination_group
 from coordination.ingest import ingest
 from coordination.models import Agent, Coordination, Delivery, Orientation
 from coordination.schemas import error_frame
+from coordination.views.live import CoordinationPage, DashboardPage, InboxPage, parse_shown
 
 # Close codes (documented in the README).
 CLOSE_UNAUTHORIZED = 4401
@@ -238,28 +242,10 @@ def continuity(agent: Agent, hello: dict) -> list[tuple[int | None, str]]:
 
 
 def _dumps(frame: dict) -> str:
-    import json
-
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-# Browser routes (path, consumer), mounted by ltpdash/asgi.py behind the session and an
-# Origin check. The console adds its viewer consumers here.
-BROWSER_ROUTES: list[tuple[str, type]] = []
-
-
 # --- the console's live pages ----------------------------------------------------------------
-
-import logging  # noqa: E402
-from urllib.parse import parse_qsl  # noqa: E402
-
-from coordination.events import DASHBOARD, coordination_group  # noqa: E402
-from coordination.views.live import (  # noqa: E402
-    CoordinationPage,
-    DashboardPage,
-    InboxPage,
-    parse_shown,
-)
 
 # After an event a viewer waits this long before rendering, so a burst of frames becomes one
 # message; it also looks at the database this often when no event came (the sweeper's writes
@@ -376,7 +362,9 @@ class CoordinationViewerConsumer(LiveViewerConsumer):
         return CoordinationPage(user, coordination, seq, parse_shown(query.get("shown", "")))
 
 
-BROWSER_ROUTES += [
+# Browser routes (path, consumer), mounted by ltpdash/asgi.py behind the session and an
+# Origin check.
+BROWSER_ROUTES: list[tuple[str, type]] = [
     ("ws/ui/dashboard/", DashboardConsumer),
     ("ws/ui/escalations/", InboxConsumer),
     ("ws/ui/coordinations/<int:pk>/", CoordinationViewerConsumer),

@@ -18,6 +18,8 @@ from coordination.models import Agent, Presence
 from coordination.processes import daphne_command, port_in_use, wait_until_serving
 from coordination.roles import ADMIN, grant
 
+DEMO_HEARTBEAT_TIMEOUT = 10
+
 
 class Command(BaseCommand):
     help = "Start daphne, the sweeper and the incident simulator, and print how to log in."
@@ -47,11 +49,17 @@ class Command(BaseCommand):
 
         # Stopped by a service manager (SIGTERM) like by Ctrl-C: take the children down too.
         signal.signal(signal.SIGTERM, _interrupt)
+        # The demo's specialist goes silent on purpose; a shorter heartbeat timeout than the
+        # production default lets a newcomer see the fallback within seconds, not half a minute.
+        env = {**os.environ}
+        env.setdefault("LTPDASH_HEARTBEAT_TIMEOUT", str(DEMO_HEARTBEAT_TIMEOUT))
         python = sys.executable
         manage = [python, str(settings.BASE_DIR / "manage.py")]
         children = [
-            subprocess.Popen(daphne_command(host, port, access_log=False), cwd=settings.BASE_DIR),
-            subprocess.Popen([*manage, "sweep"], cwd=settings.BASE_DIR),
+            subprocess.Popen(
+                daphne_command(host, port, access_log=False), cwd=settings.BASE_DIR, env=env
+            ),
+            subprocess.Popen([*manage, "sweep"], cwd=settings.BASE_DIR, env=env),
         ]
         try:
             try:
@@ -63,6 +71,7 @@ class Command(BaseCommand):
                     subprocess.Popen(
                         [*manage, "simulate", "--loop", "--url", f"ws://{host}:{port}/ws/agent/"],
                         cwd=settings.BASE_DIR,
+                        env=env,
                     )
                 )
             url = f"http://{host}:{port}/"

@@ -173,9 +173,14 @@ class LtpClient:
         self.pending.append(pending)
         for fid in ids:
             self.by_id[fid] = pending
-        await self._send_text(text)
+
+        async def exchange() -> list[dict]:
+            # Waiting for a reconnect counts against `timeout` too.
+            await self._send_text(text)
+            return await asyncio.shield(pending.done)
+
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.done), timeout)
+            return await asyncio.wait_for(exchange(), timeout)
         finally:
             if pending.done.done():
                 self._forget(pending)
@@ -191,7 +196,13 @@ class LtpClient:
             self._forget(pending)
         return replies[0]
 
+    def _closed_because(self) -> str:
+        code = self.ws.close_code if self.ws is not None else None
+        return f"the connection closed (code {code}) and this client does not reconnect"
+
     async def _send_text(self, text: str) -> None:
+        if not self.connected.is_set() and (self._closing or not self.reconnect):
+            raise ConnectionError(self._closed_because())
         await self.connected.wait()
         # On a closed socket the message stays pending and is resent after the reconnect.
         with contextlib.suppress(websockets.ConnectionClosed):
@@ -239,6 +250,10 @@ class LtpClient:
                 pass
             self.connected.clear()
             if self._closing or not self.reconnect:
+                # Nobody will resend these: tell their senders now rather than at a timeout.
+                for pending in self.pending:
+                    if not pending.done.done():
+                        pending.done.set_exception(ConnectionError(self._closed_because()))
                 return
             await self._reconnect()
 

@@ -181,7 +181,7 @@ def main() -> None:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(workdir / "daphne.log").open("w"),
     )
     try:
         wait_until_serving("127.0.0.1", port, server)
@@ -190,6 +190,9 @@ def main() -> None:
             run(f"ws://127.0.0.1:{port}/ws/agent/", tokens, args.frames, args.window)
         )
         rss_after = rss_kib(server.pid)
+    except Exception:
+        print(f"the run failed; daphne's log: {workdir / 'daphne.log'}", file=sys.stderr)
+        raise
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -184,3 +184,17 @@ async def test_send_raw_returns_the_servers_answer_to_bad_input(live, agents):
     assert wrong_version["payload"]["code"] == "unsupported_version"
     assert wrong_version["payload"]["frame_id"] == "old-1"
     assert ack["type"] == "ack"
+
+
+async def test_a_client_that_does_not_reconnect_fails_sends_at_once_after_a_close(live, agents):
+    client = LtpClient(live.agent_url, agents.triage_token, "triage-agent", reconnect=False)
+    async with client:
+        await client.drop()
+        await asyncio.wait_for(_closed(client), 5)
+        with pytest.raises(ConnectionError, match="does not reconnect"):
+            await client.send({"type": "orientation", "payload": {}}, timeout=30)
+
+
+async def _closed(client: LtpClient) -> None:
+    while client.connected.is_set():
+        await asyncio.sleep(0.01)

@@ -36,13 +36,14 @@ def ensure_roles() -> dict[str, Group]:
     return groups
 
 
-def grant(user, role: str) -> None:
-    """Give `user` exactly one role."""
-    if role not in ROLES:
+def grant(user, role: str | None) -> None:
+    """Give `user` exactly one role; None takes every role away (the account stays)."""
+    if role is not None and role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     groups = ensure_roles()
     user.groups.remove(*[g for name, g in groups.items() if name != role])
-    user.groups.add(groups[role])
+    if role is not None:
+        user.groups.add(groups[role])
 
 
 def role_of(user) -> str | None:

@@ -6,7 +6,8 @@
 
 Prints figures, not verdicts. Machines are noisy, so the ratios matter more than the
 absolute numbers: stored frames (a chain entry and its effects) vs heartbeats (one presence
-UPDATE, no chain entry) on the same server shows what the chain and its effects cost; pipelined vs one-at-a-time shows what batching the client buys.
+UPDATE, no chain entry) on the same server shows what the chain and its effects cost;
+pipelined vs one-at-a-time shows what batching the client buys.
 """
 
 from __future__ import annotations

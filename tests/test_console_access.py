@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
@@ -21,11 +22,13 @@ EVERYONE = (ANON, NO_ROLE, VIEWER, APPROVER, ADMIN)
 
 # (name, method, url name, args, extra): what the page needs; `args` filled in per test.
 WATCH, DECIDE, TAKE_OVER, MANAGE_AGENTS = "watch", "decide", "take_over", "manage_agents"
+MANAGE_OPERATORS = "manage_operators"
 ALLOWED = {
     WATCH: {VIEWER, APPROVER, ADMIN},
     DECIDE: {APPROVER, ADMIN},
     TAKE_OVER: {APPROVER, ADMIN},
     MANAGE_AGENTS: {ADMIN},
+    MANAGE_OPERATORS: {ADMIN},
 }
 
 ENDPOINTS = [
@@ -35,6 +38,7 @@ ENDPOINTS = [
     ("inbox", "get", "escalation-inbox", WATCH, {}),
     ("trace", "get", "coordination-trace", WATCH, {}),
     ("agents", "get", "agent-list", MANAGE_AGENTS, {}),
+    ("operators", "get", "operator-list", MANAGE_OPERATORS, {}),
     # fragments (htmx)
     ("timeline page", "get", "coordination-timeline", WATCH, {"htmx": True, "query": "?before=2"}),
     # actions
@@ -43,12 +47,29 @@ ENDPOINTS = [
     ("hand off", "post", "coordination-hand-off", TAKE_OVER, {"data": {"to": "bob"}}),
     ("create agent", "post", "agent-create", MANAGE_AGENTS, {"data": {"name": "new-agent"}}),
     ("rotate token", "post", "agent-rotate", MANAGE_AGENTS, {"data": {}}),
+    (
+        "create operator",
+        "post",
+        "operator-create",
+        MANAGE_OPERATORS,
+        {"data": {"username": "newop", "role": "viewer"}},
+    ),
+    ("set role", "post", "operator-role", MANAGE_OPERATORS, {"data": {"role": "admin"}}),
 ]
 
 
 def _url(url_name: str, escalation: Escalation, agent: Agent) -> str:
-    if url_name in {"coordination-list", "escalation-inbox", "agent-list", "agent-create"}:
+    if url_name in {
+        "coordination-list",
+        "escalation-inbox",
+        "agent-list",
+        "agent-create",
+        "operator-list",
+        "operator-create",
+    }:
         return reverse(url_name)
+    if url_name == "operator-role":
+        return reverse(url_name, args=[User.objects.get(username=NO_ROLE).pk])
     if url_name == "escalation-decide":
         return reverse(url_name, args=[escalation.pk])
     if url_name == "agent-rotate":
@@ -63,6 +84,7 @@ def _state():
         list(Escalation.objects.values_list("status", flat=True)),
         Coordination.objects.get(key=KEY).owner_id,
         sorted(Agent.objects.values_list("name", "token_hash")),
+        sorted(User.objects.values_list("username", "groups__name")),
     )
 
 

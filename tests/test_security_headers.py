@@ -12,6 +12,7 @@ PAGES = [
     "/escalations/",
     "/agents/",
     "/routing/",
+    "/operators/",
 ]
 
 

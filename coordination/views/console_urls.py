@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from coordination.views import agents, escalations, handoff, pages
+from coordination.views import agents, escalations, handoff, operators, pages
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="coordination-list"), name="home"),
@@ -29,4 +29,7 @@ urlpatterns = [
     path("agents/", agents.agent_list, name="agent-list"),
     path("agents/new/", agents.agent_create, name="agent-create"),
     path("agents/<int:pk>/rotate/", agents.agent_rotate, name="agent-rotate"),
+    path("operators/", operators.operator_list, name="operator-list"),
+    path("operators/new/", operators.operator_create, name="operator-create"),
+    path("operators/<int:pk>/role/", operators.operator_role, name="operator-role"),
 ]

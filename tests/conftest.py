@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 
@@ -156,3 +157,12 @@ def django_db_setup(django_db_setup):
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+def agent_socket(token: str) -> WebsocketCommunicator:
+    """An agent websocket through the real ASGI router (no network), with a Bearer token."""
+    from ltpdash.asgi import application
+
+    return WebsocketCommunicator(
+        application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
+    )

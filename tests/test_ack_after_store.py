@@ -10,11 +10,10 @@ from contextlib import contextmanager
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.db import connection
 
 from coordination.models import Coordination, Frame, Orientation
-from ltpdash.asgi import application
+from tests.conftest import agent_socket
 
 FAIL_INSERTS = {
     "sqlite": [
@@ -86,11 +85,7 @@ def _anything_kept():
 
 @pytest.mark.django_db(transaction=True)
 async def test_socket_frame_is_not_acked_when_the_write_fails_and_its_retry_is(agents):
-    socket = WebsocketCommunicator(
-        application,
-        "/ws/agent/",
-        headers=[(b"authorization", f"Bearer {agents.triage_token}".encode())],
-    )
+    socket = agent_socket(agents.triage_token)
     connected, _ = await socket.connect()
     assert connected
     try:

@@ -9,6 +9,7 @@ from channels.testing import WebsocketCommunicator
 from coordination.consumers import CLOSE_UNAUTHORIZED
 from coordination.models import Frame
 from ltpdash.asgi import application
+from tests.conftest import agent_socket
 
 # Consumers run their ORM calls in another thread, which must see what the test committed.
 socket_test = pytest.mark.django_db(transaction=True)
@@ -75,11 +76,7 @@ async def test_socket_with_a_rotated_token_is_refused(agents):
 
 @socket_test
 async def test_socket_refuses_a_frame_from_another_agent_and_stays_open(agents):
-    socket = WebsocketCommunicator(
-        application,
-        "/ws/agent/",
-        headers=[(b"authorization", f"Bearer {agents.triage_token}".encode())],
-    )
+    socket = agent_socket(agents.triage_token)
     connected, _ = await socket.connect()
     assert connected
     try:
@@ -106,11 +103,7 @@ async def test_socket_refuses_a_frame_from_another_agent_and_stays_open(agents):
 
 @socket_test
 async def test_socket_fills_in_a_missing_from_with_the_agents_own_name(agents):
-    socket = WebsocketCommunicator(
-        application,
-        "/ws/agent/",
-        headers=[(b"authorization", f"Bearer {agents.metrics_token}".encode())],
-    )
+    socket = agent_socket(agents.metrics_token)
     await socket.connect()
     try:
         await socket.send_json_to(hello("anon"))

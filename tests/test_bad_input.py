@@ -9,12 +9,11 @@ import json
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from coordination.consumers import CLOSE_RATE_LIMITED, MAX_STRIKES
 from coordination.models import Coordination, Frame
-from ltpdash.asgi import application
+from tests.conftest import agent_socket
 
 socket_test = pytest.mark.django_db(transaction=True)
 
@@ -101,12 +100,6 @@ def _sent_by_triage():
     return list(Frame.objects.filter(sender="triage-agent").values_list("frame_id", flat=True))
 
 
-def _connect(token):
-    return WebsocketCommunicator(
-        application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
-    )
-
-
 async def _ack_after(socket, good_id):
     await socket.send_json_to(frame(good_id))
     reply = await socket.receive_json_from()
@@ -120,7 +113,7 @@ async def _ack_after(socket, good_id):
 async def test_bad_frame_on_socket_is_refused_with_its_code_and_socket_stays_usable(
     agents, case, message, code, frame_id
 ):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     assert (await socket.connect())[0]
     try:
         await socket.send_to(text_data=message)
@@ -176,7 +169,7 @@ def test_http_body_that_is_not_utf8_is_malformed_json(client, agents):
 
 @socket_test
 async def test_binary_message_is_read_as_utf8_json(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_to(bytes_data=b"\xff\xfe not text")
@@ -193,7 +186,7 @@ async def test_binary_message_is_read_as_utf8_json(agents):
 
 @socket_test
 async def test_unknown_type_is_stored_and_acked_with_a_warning(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_json_to(frame("future-1", type="telepathy", payload={"x": 1}))
@@ -228,7 +221,7 @@ def test_unknown_type_over_http_is_stored_and_acked_with_a_warning(client, agent
 
 @socket_test
 async def test_bundle_with_a_non_object_value_refuses_only_that_frame(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_json_to(
@@ -264,7 +257,7 @@ def padded(frame_id: str, size: int) -> str:
 
 @socket_test
 async def test_frame_over_the_default_64_kib_is_refused_and_one_under_it_is_stored(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_to(text_data=padded("big", 64 * 1024 + 1))
@@ -283,7 +276,7 @@ async def test_frame_over_the_default_64_kib_is_refused_and_one_under_it_is_stor
 @socket_test
 @override_settings(LTP_MAX_FRAME_BYTES=2048)
 async def test_frame_size_limit_is_configurable(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_to(text_data=padded("big", 2049))
@@ -357,8 +350,8 @@ async def test_real_daphne_drops_a_connection_that_sends_more_than_1_mib(live, a
 @socket_test
 @override_settings(LTP_RATE_LIMIT=1)
 async def test_flood_gets_rate_limited_then_closed_4429_while_other_agents_are_served(agents):
-    flooder = _connect(agents.triage_token)
-    neighbour = _connect(agents.metrics_token)
+    flooder = agent_socket(agents.triage_token)
+    neighbour = agent_socket(agents.metrics_token)
     await flooder.connect()
     await neighbour.connect()
     try:
@@ -403,7 +396,7 @@ async def test_flood_gets_rate_limited_then_closed_4429_while_other_agents_are_s
 @socket_test
 @pytest.mark.parametrize("message", ["[]", "{}"], ids=["empty-list", "empty-bundle"])
 async def test_an_empty_message_gets_a_clear_error_and_the_socket_stays_usable(agents, message):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     connected, _ = await socket.connect()
     assert connected
     await socket.send_to(text_data=message)
@@ -416,7 +409,7 @@ async def test_an_empty_message_gets_a_clear_error_and_the_socket_stays_usable(a
 
 @socket_test
 async def test_a_refused_hello_replays_nothing(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     assert (await socket.connect())[0]
     try:
         await _ack_after(socket, "orientation-first")  # the agent now has a coordination

@@ -3,23 +3,16 @@ last orientation there, then every frame still owed to it (PROTOCOL §4)."""
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from coordination.decisions import APPROVE, decide
 from coordination.events import Events
 from coordination.models import Frame
 from coordination.trace import verify_trace
-from ltpdash.asgi import application
+from tests.conftest import agent_socket
 from tests.console_helpers import seed
 from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _connect(token: str) -> WebsocketCommunicator:
-    return WebsocketCommunicator(
-        application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
-    )
 
 
 async def _hello(socket, frame_id: str) -> None:
@@ -41,7 +34,7 @@ async def test_hello_replays_snapshot_orientation_then_the_owed_decision(agents,
     events = Events()
     await sync_to_async(decide)(escalation.pk, operators["alice"], APPROVE, "page them", events)
 
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     assert (await socket.connect())[0]
     try:
         await _hello(socket, "triage-back")
@@ -62,7 +55,7 @@ async def test_hello_replays_snapshot_orientation_then_the_owed_decision(agents,
 
 async def test_acknowledged_frames_are_not_replayed_on_the_next_hello(agents, operators):
     await sync_to_async(seed)(agents)
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     assert (await socket.connect())[0]
     try:
         await _hello(socket, "first-hello")

@@ -5,11 +5,10 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from coordination.client import LtpClient
 from coordination.models import Delivery, Escalation, Frame, RouteRequest
-from ltpdash.asgi import application
+from tests.conftest import agent_socket
 
 socket_test = pytest.mark.django_db(transaction=True)
 
@@ -51,12 +50,6 @@ def effects(frame_id="rr-1"):
 ONCE = {"stored": 1, "requests": 1, "escalations": 1, "chain": 2}
 
 
-def _connect(token):
-    return WebsocketCommunicator(
-        application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
-    )
-
-
 async def _reply(socket):
     """The next ack or error; frames ltpdash pushes meanwhile (the escalate step owed to the
     requester) are not answers to what was sent."""
@@ -76,7 +69,7 @@ def _assert_same_ack(first, second):
 
 @socket_test
 async def test_same_frame_twice_on_the_socket_is_stored_once_and_acked_twice(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_json_to(route_request())
@@ -93,7 +86,7 @@ async def test_same_frame_twice_on_the_socket_is_stored_once_and_acked_twice(age
 @socket_test
 async def test_retry_on_a_new_connection_is_a_duplicate(agents):
     for expected in (False, True):
-        socket = _connect(agents.triage_token)
+        socket = agent_socket(agents.triage_token)
         await socket.connect()
         try:
             await socket.send_json_to(route_request())
@@ -107,7 +100,7 @@ async def test_retry_on_a_new_connection_is_a_duplicate(agents):
 
 @socket_test
 async def test_retried_frame_with_changed_content_keeps_the_first_version(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_json_to(route_request())
@@ -126,7 +119,7 @@ async def test_retried_frame_with_changed_content_keeps_the_first_version(agents
 
 @socket_test
 async def test_retried_bundle_with_an_id_is_stored_once(agents):
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_json_to(SEED_BUNDLE)
@@ -148,7 +141,7 @@ async def test_retried_bundle_with_an_id_is_stored_once(agents):
 @socket_test
 async def test_two_agents_may_use_the_same_id(agents):
     for token in (agents.triage_token, agents.metrics_token):
-        socket = _connect(token)
+        socket = agent_socket(token)
         await socket.connect()
         try:
             await socket.send_json_to(route_request("shared-id"))
@@ -207,7 +200,7 @@ async def test_frame_sent_over_http_then_over_the_socket_is_a_duplicate(async_cl
     assert response.status_code == 200
     [over_http] = response.json()["frames"]
 
-    socket = _connect(agents.triage_token)
+    socket = agent_socket(agents.triage_token)
     await socket.connect()
     try:
         await socket.send_json_to(route_request())

@@ -196,3 +196,47 @@ async def test_a_partial_approval_updates_the_quorum_shown_live(agents, operator
         assert "Approve" in state  # bob can still add the second approval
     finally:
         await communicator.disconnect()
+
+
+async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note_survives(
+    agents, operators
+):
+    escalation = await sync_to_async(seed)(agents)
+    state_id = f'id="escalation-{escalation.pk}-state"'
+    communicator, connected = await _open(
+        f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
+    )
+    assert connected
+    try:
+        first = await _until(communicator, 'id="inbox-count"')  # the first render is done
+        assert state_id not in first
+        assert await communicator.receive_nothing(timeout=0.5)
+
+        events = Events()
+        await sync_to_async(decisions.decide)(
+            escalation.pk, operators["alice"], decisions.APPROVE, "page it", events
+        )
+        await events.flush()
+        state = await _until(communicator, "Approved by alice")  # a real change still comes
+        assert state_id in state
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_card_rendered_at_an_older_version_is_brought_up_to_date_on_connect(
+    agents, operators
+):
+    escalation = await sync_to_async(seed)(agents)
+    events = Events()
+    await sync_to_async(decisions.decide)(
+        escalation.pk, operators["alice"], decisions.APPROVE, "page it", events
+    )
+    communicator, connected = await _open(
+        f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
+    )
+    assert connected
+    try:
+        state = await _until(communicator, "Approved by alice")
+        assert f'id="escalation-{escalation.pk}-state"' in state
+    finally:
+        await communicator.disconnect()

@@ -26,7 +26,7 @@ def escalation_inbox(request: HttpRequest) -> HttpResponse:
         "coordination/escalation_inbox.html",
         {
             "escalations": cards,
-            "shown": ",".join(str(card.pk) for card in cards),
+            "shown": present.shown(cards),
             "can_decide": request.user.has_perm("coordination.decide"),
             "next": reverse("escalation-inbox"),
             "nav": "inbox",

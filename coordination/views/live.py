@@ -39,8 +39,15 @@ def _settled(html: str) -> str:
     return _TIME_TEXT.sub(r"\1\2", html)
 
 
-def parse_shown(value: str) -> set[int]:
-    return {int(part) for part in value.split(",") if part.strip().isdigit()}
+def parse_shown(value: str) -> dict[int, str | None]:
+    """`12:pending.0.1,13` → {12: "pending.0.1", 13: None}: each card the page shows, with
+    the version of its state the page was rendered with, when it says."""
+    shown: dict[int, str | None] = {}
+    for part in value.split(","):
+        pk, _, version = part.strip().partition(":")
+        if pk.isdigit():
+            shown[int(pk)] = version or None
+    return shown
 
 
 class LivePage:
@@ -50,12 +57,15 @@ class LivePage:
     card_container = ""
     template = ""
 
-    def __init__(self, user, shown: set[int]):
+    def __init__(self, user, shown: dict[int, str | None]):
         self.user = user
         self.can_decide = user.has_perm("coordination.decide")
         self.blocks: dict[str, str] = {}
         # Cards the page shows; None until this socket has sent their state once.
         self.cards: dict[int, str | None] = dict.fromkeys(shown)
+        # The versions the page was rendered with: a card still at that version is not sent
+        # again on connect, which would wipe a note the operator began typing.
+        self.rendered_versions = shown
         self.last_fingerprint: tuple | None = None
 
     def changes(self) -> tuple[str, bool]:
@@ -80,6 +90,10 @@ class LivePage:
             if card.pk not in self.cards:
                 html = render_to_string("coordination/escalation_card.html", context)
                 parts.append(f'<div hx-swap-oob="beforeend:#{self.card_container}">{html}</div>')
+            elif (
+                self.cards[card.pk] is None and self.rendered_versions.get(card.pk) == card.version
+            ):
+                pass  # the page already shows this state
             elif self.cards[card.pk] != settled:
                 parts.append(state)
             self.cards[card.pk] = settled
@@ -131,7 +145,7 @@ class CoordinationPage(LivePage):
 
     card_container = "escalation-list"
 
-    def __init__(self, user, coordination: Coordination, seq: int, shown: set[int]):
+    def __init__(self, user, coordination: Coordination, seq: int, shown: dict[int, str | None]):
         super().__init__(user, shown)
         self.coordination_pk = coordination.pk
         self.key = coordination.key

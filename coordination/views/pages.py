@@ -51,7 +51,7 @@ def detail_context(coordination: Coordination, user, before: int | None = None) 
         "agent_cards": present.agent_cards(coordination),
         "open_requests": present.open_requests(coordination),
         "escalations": cards,
-        "shown": ",".join(str(card.pk) for card in cards),
+        "shown": present.shown(cards),
         "can_decide": user.has_perm("coordination.decide"),
         "can_take_over": user.has_perm("coordination.take_over"),
         "operators": present.operators_who_decide()

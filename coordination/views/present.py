@@ -268,9 +268,21 @@ class EscalationCard:
     def approvals_count(self) -> int:
         return len(self.approvers)
 
+    @property
+    def version(self) -> str:
+        """What the card's state block depends on, so a live page can tell whether the state
+        a browser was rendered with is still current."""
+        e = self.escalation
+        return f"{e.status}.{self.approvals_count}.{e.tier}"
+
 
 def cards(escalations) -> list[EscalationCard]:
     return [EscalationCard(e) for e in escalations]
+
+
+def shown(cards: list[EscalationCard]) -> str:
+    """The cards a page shows, with their versions: `12:pending.0.1,13:approved.0.1`."""
+    return ",".join(f"{card.pk}:{card.version}" for card in cards)
 
 
 def coordination_escalations(coordination_pk: int) -> list[EscalationCard]:

@@ -60,6 +60,23 @@ def from_ltpdash_about(request: str):
     return lambda f: f["from"] == "ltpdash" and f["payload"].get("in_reply_to") == request
 
 
+async def ask_and_expect_fallback(
+    triage: LtpClient, fallback: LtpClient, presence: str
+) -> tuple[str, dict]:
+    """triage-agent asks metrics-agent; metrics-agent-b gets the request, and triage-agent the
+    step saying why. Returns the request's id and that step."""
+    asked = request_id(await triage.send(SEED_REQUEST))
+    forwarded = await fallback.receive(type="route_request")
+    assert forwarded["id"] == asked
+    step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+    (branch,) = step["payload"]["branches"]
+    assert branch["action"] == "fallback"
+    assert re.fullmatch(
+        rf"metrics-agent {presence} since {HMS}; routed to metrics-agent-b", branch["reason"]
+    ), branch["reason"]
+    return asked, step
+
+
 def sweep_once() -> str:
     out = io.StringIO()
     call_command("sweep", "--once", stdout=out)
@@ -141,16 +158,7 @@ async def test_request_to_an_offline_target_goes_to_the_fallback_agent_with_the_
     triage = client(live, agents.triage_token, "triage-agent")
     fallback = client(live, metrics_b, "metrics-agent-b")
     async with triage, fallback:
-        asked = request_id(await triage.send(SEED_REQUEST))
-        forwarded = await fallback.receive(type="route_request")
-        assert forwarded["id"] == asked
-
-        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
-        (branch,) = step["payload"]["branches"]
-        assert branch["action"] == "fallback"
-        assert re.fullmatch(
-            rf"metrics-agent offline since {HMS}; routed to metrics-agent-b", branch["reason"]
-        ), branch["reason"]
+        asked, step = await ask_and_expect_fallback(triage, fallback, "offline")
 
         await fallback.send(
             {"type": "route_response", "payload": {"in_reply_to": asked, "result": {"ok": 1}}}
@@ -191,15 +199,7 @@ async def test_request_to_a_silent_target_goes_to_the_fallback_agent_with_the_re
         swept = await sync_to_async(sweep_once)()
         assert "metrics-agent: silent" in swept
 
-        asked = request_id(await triage.send(SEED_REQUEST))
-        forwarded = await fallback.receive(type="route_request")
-        assert forwarded["id"] == asked
-        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
-        (branch,) = step["payload"]["branches"]
-        assert branch["action"] == "fallback"
-        assert re.fullmatch(
-            rf"metrics-agent silent since {HMS}; routed to metrics-agent-b", branch["reason"]
-        ), branch["reason"]
+        asked, _ = await ask_and_expect_fallback(triage, fallback, "silent")
 
         @sync_to_async
         def check():

@@ -53,8 +53,8 @@ def server_and_sweeper(transactional_db, tmp_path):
     stop_daphne(server)
 
 
-def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_sweeper, operators):
-    server, env, sweep_log = server_and_sweeper
+def simulate_once(server, env) -> subprocess.CompletedProcess:
+    """`manage.py simulate --once` as its own process, as the README's run command starts it."""
     run = subprocess.run(
         manage("simulate", "--once", "--url", server.agent_url, "--speed", "20"),
         cwd=ROOT,
@@ -64,6 +64,12 @@ def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_
         timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr + server.output()
+    return run
+
+
+def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_sweeper, operators):
+    server, env, sweep_log = server_and_sweeper
+    run = simulate_once(server, env)
     assert "escalated" in run.stdout
 
     coordination = Coordination.objects.get(key=KEY)

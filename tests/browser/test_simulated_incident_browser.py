@@ -1,14 +1,12 @@
 """The escalation `simulate --once` leaves waiting is decided by an approver in a real
 browser, as a newcomer running the demo would."""
 
-import subprocess
-
 import pytest
 from playwright.sync_api import expect
 
 from coordination.models import Delivery, Escalation, EscalationStatus
 from tests.browser.conftest import BrowserPage
-from tests.test_simulate import ROOT, manage, server_and_sweeper  # noqa: F401 - a fixture
+from tests.test_simulate import server_and_sweeper, simulate_once  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -19,15 +17,7 @@ def test_approver_decides_the_simulated_incidents_escalation_in_the_browser(
     browser,
 ):
     server, env, _ = server_and_sweeper
-    run = subprocess.run(
-        manage("simulate", "--once", "--url", server.agent_url, "--speed", "20"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    simulate_once(server, env)
 
     context = browser.new_context()
     try:

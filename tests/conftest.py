@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from coordination.models import Agent
+from coordination.models import Agent, Delivery
 from coordination.processes import daphne_command, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,3 +166,17 @@ def agent_socket(token: str) -> WebsocketCommunicator:
     return WebsocketCommunicator(
         application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
     )
+
+
+async def until_acked(agent: Agent, frame_id: str, timeout: float = 10) -> None:
+    """Wait until the outbox records `agent`'s ack of `frame_id` (acks are not answered, so
+    the database is the only place to see one arrive)."""
+    import asyncio
+
+    deliveries = Delivery.objects.filter(agent=agent, ltp_id=frame_id, acked_at__isnull=False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await deliveries.aexists():
+        if loop.time() > deadline:
+            pytest.fail(f"{agent.name} never acknowledged {frame_id}")
+        await asyncio.sleep(0.02)

@@ -9,7 +9,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from coordination.client import LtpClient
-from coordination.models import Delivery, Frame
+from coordination.models import Frame
+from tests.conftest import until_acked
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -142,12 +143,7 @@ async def test_pushed_frame_not_yet_acked_is_pushed_again_but_handed_over_once(l
 
         await metrics.ack("rr-1")
 
-        async def acked():
-            return await Delivery.objects.filter(
-                agent=agents.metrics, ltp_id="rr-1", acked_at__isnull=False
-            ).aexists()
-
-        await until(acked, "the outbox saw the ack")
+        await until_acked(agents.metrics, "rr-1")
 
 
 async def test_pushed_frames_are_acked_automatically(live, agents):
@@ -163,12 +159,7 @@ async def test_pushed_frames_are_acked_automatically(live, agents):
         )
         await metrics.receive(type="route_request")
 
-        async def acked():
-            return await Delivery.objects.filter(
-                agent=agents.metrics, ltp_id="rr-2", acked_at__isnull=False
-            ).aexists()
-
-        await until(acked, "the outbox saw the automatic ack")
+        await until_acked(agents.metrics, "rr-2")
 
 
 async def test_send_raw_returns_the_servers_answer_to_bad_input(live, agents):
@@ -190,11 +181,10 @@ async def test_a_client_that_does_not_reconnect_fails_sends_at_once_after_a_clos
     client = LtpClient(live.agent_url, agents.triage_token, "triage-agent", reconnect=False)
     async with client:
         await client.drop()
-        await asyncio.wait_for(_closed(client), 5)
+
+        async def down():
+            return not client.connected.is_set()
+
+        await until(down, "the client noticed the close")
         with pytest.raises(ConnectionError, match="does not reconnect"):
             await client.send({"type": "orientation", "payload": {}}, timeout=30)
-
-
-async def _closed(client: LtpClient) -> None:
-    while client.connected.is_set():
-        await asyncio.sleep(0.01)

@@ -1,7 +1,6 @@
 """A decision survives a server crash: made while no daphne runs, it reaches its agent once
 the agent reconnects to a new daphne process, and is not sent again after the agent acked it."""
 
-import asyncio
 import signal
 
 import pytest
@@ -10,8 +9,8 @@ from asgiref.sync import sync_to_async
 from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
 from coordination.events import Events
-from coordination.models import Delivery, Escalation
-from tests.conftest import start_daphne, stop_daphne
+from coordination.models import Escalation
+from tests.conftest import start_daphne, stop_daphne, until_acked
 from tests.console_helpers import KEY, SEED_RESPONSE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -52,7 +51,7 @@ async def test_decision_made_while_the_server_is_down_arrives_once_after_restart
             )
             assert decision["from"] == "human:alice"
             assert decision["payload"]["branches"][0]["reason"] == "page the DB on-call"
-            await _until_acked(agents.metrics, decision_id)
+            await until_acked(agents.metrics, decision_id)
 
         async with _client(second, agents) as metrics:
             await metrics.send({"type": "heartbeat", "payload": {"seq": 1}})  # replay is done
@@ -60,14 +59,3 @@ async def test_decision_made_while_the_server_is_down_arrives_once_after_restart
                 await metrics.receive(where=lambda f: f["id"] == decision_id, timeout=1)
     finally:
         await sync_to_async(stop_daphne)(second)
-
-
-async def _until_acked(agent, frame_id: str) -> None:
-    for _ in range(200):
-        acked = await sync_to_async(
-            Delivery.objects.filter(agent=agent, ltp_id=frame_id, acked_at__isnull=False).exists
-        )()
-        if acked:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{frame_id} was never acknowledged")

@@ -54,6 +54,13 @@ async def _published(agent, data) -> None:
     await events.flush()
 
 
+async def _approved(escalation, user, note: str) -> None:
+    """`user` approves, and the events go out as the decide view sends them."""
+    events = Events()
+    await sync_to_async(decisions.decide)(escalation.pk, user, decisions.APPROVE, note, events)
+    await events.flush()
+
+
 async def test_a_socket_without_a_session_is_refused(agents):
     await sync_to_async(seed)(agents)
     pk = (await Coordination.objects.aget(key=KEY)).pk
@@ -122,11 +129,7 @@ async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents
         assert 'hx-swap-oob="beforeend:#inbox-list"' in card
         assert "guardrail: cannot page DB" in card
 
-        events = Events()
-        await sync_to_async(decisions.decide)(
-            escalation.pk, operators["alice"], decisions.APPROVE, "page it", events
-        )
-        await events.flush()
+        await _approved(escalation, operators["alice"], "page it")
         state = await _until(communicator, "Approved by alice")
         assert f'id="escalation-{escalation.pk}-state"' in state
         assert 'hx-swap-oob="true"' in state
@@ -186,11 +189,7 @@ async def test_a_partial_approval_updates_the_quorum_shown_live(agents, operator
     assert connected
     try:
         await _until(communicator, "0 of 2 approvals")
-        events = Events()
-        await sync_to_async(decisions.decide)(
-            escalation.pk, operators["alice"], decisions.APPROVE, "fine by me", events
-        )
-        await events.flush()
+        await _approved(escalation, operators["alice"], "fine by me")
         state = await _until(communicator, "1 of 2 approvals (alice)")
         assert f'id="escalation-{escalation.pk}-state"' in state
         assert "Approve" in state  # bob can still add the second approval
@@ -212,11 +211,7 @@ async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note
         assert state_id not in first
         assert await communicator.receive_nothing(timeout=0.5)
 
-        events = Events()
-        await sync_to_async(decisions.decide)(
-            escalation.pk, operators["alice"], decisions.APPROVE, "page it", events
-        )
-        await events.flush()
+        await _approved(escalation, operators["alice"], "page it")
         state = await _until(communicator, "Approved by alice")  # a real change still comes
         assert state_id in state
     finally:
@@ -227,10 +222,7 @@ async def test_a_card_rendered_at_an_older_version_is_brought_up_to_date_on_conn
     agents, operators
 ):
     escalation = await sync_to_async(seed)(agents)
-    events = Events()
-    await sync_to_async(decisions.decide)(
-        escalation.pk, operators["alice"], decisions.APPROVE, "page it", events
-    )
+    await _approved(escalation, operators["alice"], "page it")
     communicator, connected = await _open(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
     )

@@ -6,24 +6,34 @@ Errors are `{"error": {"code", "message"}}` with short stable codes.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from coordination import conformance
+from coordination import conformance, events
 from coordination.canonical import parse_json
 from coordination.conformance import verify_flow
-from coordination.context import rehydrate
-from coordination.events import Events
 from coordination.ingest import STORAGE_FAILED, ingest
 from coordination.models import Agent, Coordination
+from coordination.rehydrate import rehydrate
+from coordination.trace import trace_response
 
 # A request may carry many frames; each is still held to LTP_MAX_FRAME_BYTES on its own.
 MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+class AgentRequest(HttpRequest):
+    """A request that `agent_required` authenticated: `agent` is who sent it."""
+
+    agent: Agent
 
 
 def api_error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
@@ -33,11 +43,10 @@ def api_error(status: int, code: str, message: str, **headers: str) -> JsonRespo
     return response
 
 
-def agent_required(view):
+def agent_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        agent = Agent.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        agent = Agent.from_authorization(request.headers.get("Authorization"))
         if agent is None:
             return api_error(
                 401,
@@ -45,7 +54,7 @@ def agent_required(view):
                 "Missing or unknown agent token (Authorization: Bearer <token>).",
                 WWW_Authenticate='Bearer realm="ltpdash"',
             )
-        request.agent = agent
+        request.agent = agent  # type: ignore[attr-defined]
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -54,7 +63,7 @@ def agent_required(view):
 @csrf_exempt
 @require_POST
 @agent_required
-def frames(request: HttpRequest) -> JsonResponse:
+def frames(request: AgentRequest) -> JsonResponse:
     """POST one frame, a list of frames, or a bundle. The answer lists one ack or error frame
     per frame, in order: 200 when at least one was stored, 400 when none was, 503 when none
     was because the database failed (send them again)."""
@@ -87,9 +96,8 @@ def frames(request: HttpRequest) -> JsonResponse:
             "frame_too_large",
             f"A frame may be at most {limit} bytes. Nothing was stored.",
         )
-    events = Events()
-    outcomes = ingest(request.agent, data, events, session_id="http")
-    events.flush_sync()
+    with events.collecting():
+        outcomes = ingest(request.agent, data, session_id="http")
     replies = [outcome.to_frame() for outcome in outcomes]
     if not outcomes or any(o.error is None for o in outcomes):
         return JsonResponse({"frames": replies}, status=200)
@@ -99,33 +107,22 @@ def frames(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"frames": replies}, status=400)
 
 
-def _compact(item) -> bytes:
-    import json
-
+def _compact(item: Any) -> bytes:
     return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @require_GET
 @agent_required
-def context(request: HttpRequest, key: str) -> JsonResponse:
+def context(request: AgentRequest, key: str) -> JsonResponse:
     coordination = get_object_or_404(Coordination, key=key)
     return JsonResponse(rehydrate(coordination))
 
 
 @require_GET
 @agent_required
-def trace(request: HttpRequest, key: str) -> StreamingHttpResponse:
+def trace(request: AgentRequest, key: str) -> StreamingHttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
-    return trace_response(coordination)
-
-
-def trace_response(coordination: Coordination) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        (line + "\n" for line in coordination.trace_lines()),
-        content_type="application/jsonl; charset=utf-8",
-    )
-    response["Content-Disposition"] = f'attachment; filename="{coordination.key}.audit.trace.jsonl"'
-    return response
+    return trace_response(coordination.key, coordination.trace_lines())
 
 
 @csrf_exempt

@@ -16,14 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from coordination.canonical import parse_json
+from coordination.schemas import KNOWN_TYPES, VERSION
 
 __all__ = ["KNOWN_TYPES", "MAX_BODY_BYTES", "MAX_FRAMES", "verify_flow"]
 
 MAX_BODY_BYTES = 512 * 1024
 MAX_FRAMES = 5000
-KNOWN_TYPES = frozenset(
-    {"hello", "heartbeat", "orientation", "route_request", "route_response", "focus_snapshot"}
-)
 
 # Envelope errors make the flow malformed (400); any other error is 422.
 _ENVELOPE_ERRORS = frozenset({"frame_not_object", "wrong_version"})
@@ -123,7 +121,7 @@ def _judge(frames: list[Any]) -> tuple[int, dict[str, Any]]:
 
         if "v" not in frame:
             errors.append(_issue("wrong_version", 'v is missing, expected "0.1"', index))
-        elif frame["v"] != "0.1":
+        elif frame["v"] != VERSION:
             errors.append(
                 _issue("wrong_version", f'v is {_show(frame["v"])}, expected "0.1"', index)
             )

@@ -12,34 +12,32 @@ import json
 import logging
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qsl
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 
-from coordination import presence
+from coordination import events, outbox, presence
 from coordination.canonical import parse_json
-from coordination.events import DASHBOARD, Events, agent_group, coordination_group
+from coordination.events import DASHBOARD, agent_group, coordination_group
 from coordination.ingest import ingest
-from coordination.models import Agent, Coordination, Delivery, Orientation
+from coordination.live import CoordinationPage, DashboardPage, InboxPage, LivePage, parse_shown
+from coordination.models import Agent, Coordination
 from coordination.schemas import error_frame
-from coordination.views.live import CoordinationPage, DashboardPage, InboxPage, parse_shown
 
 # Close codes (documented in the README).
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_RATE_LIMITED = 4429
 # Refused frames in a row (rate limit) after which a connection counts as abusive.
 MAX_STRIKES = 100
-# How often a connected agent's outbox is checked for frames owed to it that no channel-layer
-# message announced: written by another process (the sweeper) on the in-memory layer, or
-# dropped by a full channel.
-OUTBOX_CHECK_SECONDS = 2.0
 
 
 class FastDispatchMixin:
-    async def dispatch(self, message):
+    async def dispatch(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -61,13 +59,8 @@ class TokenBucket:
         return True
 
 
-def bearer_token(scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+def _authorization(scope: dict[str, Any]) -> bytes | None:
+    return next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
 
 
 class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
@@ -79,7 +72,9 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
     closing = False
 
     async def connect(self) -> None:
-        self.agent = await database_sync_to_async(Agent.authenticate)(bearer_token(self.scope))
+        self.agent = await database_sync_to_async(Agent.from_authorization)(
+            _authorization(self.scope)
+        )
         if self.agent is None:
             # Accept first so the agent can read why: a handshake refusal carries no reason.
             await self.accept()
@@ -96,21 +91,19 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         self.sent: set[int] = set()  # deliveries pushed on this connection
         await self.channel_layer.group_add(agent_group(self.agent.pk), self.channel_name)
         await self.accept()
-        events = Events()
-        await database_sync_to_async(presence.connected)(self.agent, events)
-        await events.flush()
+        async with events.acollecting():
+            await database_sync_to_async(presence.connected)(self.agent)
         self.outbox_task = asyncio.create_task(self._watch_outbox())
 
-    async def disconnect(self, code) -> None:
+    async def disconnect(self, code: int) -> None:
         if self.agent is None:
             return
         self.outbox_task.cancel()
         await self.channel_layer.group_discard(agent_group(self.agent.pk), self.channel_name)
-        events = Events()
-        await database_sync_to_async(presence.disconnected)(self.agent, events)
-        await events.flush()
+        async with events.acollecting():
+            await database_sync_to_async(presence.disconnected)(self.agent)
 
-    async def receive(self, text_data=None, bytes_data=None) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.agent is None or self.closing:
             return
         if not self.bucket.take():
@@ -149,99 +142,44 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
                 error_frame("malformed_json", "The message is not valid JSON. Nothing was stored.")
             )
             return
-        events = Events()
-        replies, replay = await database_sync_to_async(self._ingest)(data, events)
-        for reply in replies:
-            await self.send_frame(reply)
-        await events.flush()
+        async with events.acollecting():
+            replies, replay = await database_sync_to_async(self._ingest)(data)
+            for reply in replies:
+                await self.send_frame(reply)
         for pk, text in replay:
             if pk is not None:
                 self.sent.add(pk)
             await self.send(text_data=text)
 
-    def _ingest(self, data, events: Events) -> tuple[list[dict], list[tuple[int | None, str]]]:
+    def _ingest(self, data: Any) -> tuple[list[dict[str, Any]], list[tuple[int | None, str]]]:
+        assert self.agent is not None
         if data == [] or data == {}:
             return [error_frame("empty_message", "The message holds no frame.")], []
-        outcomes = ingest(self.agent, data, events, session_id=self.session_id)
+        outcomes = ingest(self.agent, data, session_id=self.session_id)
         replies = [outcome.to_frame() for outcome in outcomes]
-        replay = []
-        if any(o.type == "hello" and o.error is None for o in outcomes):
-            replay = continuity(self.agent, _hello_in(data) or {})
+        hello = next((o for o in outcomes if o.type == "hello" and o.error is None), None)
+        replay = outbox.continuity(self.agent, hello.coordination_key) if hello else []
         return replies, replay
 
-    async def agent_deliver(self, event) -> None:
+    async def agent_deliver(self, event: dict[str, Any]) -> None:
         self.sent.add(event["delivery"])
         await self.send(text_data=event["frame"])
 
     async def _watch_outbox(self) -> None:
+        # Frames owed that no channel-layer message announced: written by another process
+        # (the sweeper) on the in-memory layer, or dropped by a full channel.
         while True:
-            await asyncio.sleep(OUTBOX_CHECK_SECONDS)
-            owed = await database_sync_to_async(_owed)(self.agent, self.sent)
+            await asyncio.sleep(settings.OUTBOX_CHECK_SECONDS)
+            owed = await database_sync_to_async(outbox.owed)(self.agent, self.sent)
             for pk, text in owed:
                 self.sent.add(pk)
                 await self.send(text_data=text)
 
-    async def send_frame(self, frame: dict) -> None:
+    async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=_dumps(frame))
 
 
-def _hello_in(data) -> dict | None:
-    """The hello payload in what was sent (frame, list or bundle), if any."""
-    items = data if isinstance(data, list) else [data]
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "hello":
-            payload = item.get("payload")
-            return payload if isinstance(payload, dict) else {}
-        if "type" not in item and isinstance(item.get("hello"), dict):
-            return (
-                item["hello"]
-                if "coordination_id" not in item
-                else {"coordination_id": item["coordination_id"], **item["hello"]}
-            )
-    return None
-
-
-def _owed(agent: Agent, already_sent: set[int]) -> list[tuple[int, str]]:
-    rows = (
-        Delivery.objects.filter(agent=agent, acked_at=None)
-        .order_by("created_at", "pk")
-        .values_list("pk", "frame__raw")[:200]
-    )
-    return [(pk, raw) for pk, raw in rows if pk not in already_sent]
-
-
-def continuity(agent: Agent, hello: dict) -> list[tuple[int | None, str]]:
-    """What an agent gets after hello (PROTOCOL §4): the coordination's latest focus_snapshot
-    and its own last orientation there, then every frame it is owed and has not acked."""
-    agent.refresh_from_db(fields=["current_coordination"])
-    key = hello.get("coordination_id")
-    coordination = None
-    if isinstance(key, str):
-        coordination = (
-            Coordination.objects.filter(key=key).select_related("latest_snapshot").first()
-        )
-    if coordination is None and agent.current_coordination_id:
-        coordination = Coordination.objects.select_related("latest_snapshot").get(
-            pk=agent.current_coordination_id
-        )
-    frames: list[tuple[int | None, str]] = []
-    if coordination is not None:
-        if coordination.latest_snapshot is not None:
-            frames.append((None, coordination.latest_snapshot.raw))
-        orientation = (
-            Orientation.objects.filter(coordination=coordination, agent=agent)
-            .select_related("frame")
-            .first()
-        )
-        if orientation is not None:
-            frames.append((None, orientation.frame.raw))
-    frames.extend(_owed(agent, set()))
-    return frames
-
-
-def _dumps(frame: dict) -> str:
+def _dumps(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -263,7 +201,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
     """
 
     groups_to_join: tuple[str, ...] = ()
-    page = None
+    page: LivePage | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -283,20 +221,20 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
-    def open_page(self, user, query: dict[str, str]):
+    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
         raise NotImplementedError
 
-    async def disconnect(self, code) -> None:
+    async def disconnect(self, code: int) -> None:
         if self.page is None:
             return
         self.refresher.cancel()
         for group in self.groups_to_join:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def coordination_changed(self, event) -> None:
+    async def coordination_changed(self, event: dict[str, Any]) -> None:
         self.wake.set()
 
-    async def dashboard_changed(self, event) -> None:
+    async def dashboard_changed(self, event: dict[str, Any]) -> None:
         self.wake.set()
 
     async def _refresh_loop(self) -> None:
@@ -326,7 +264,7 @@ class DashboardConsumer(LiveViewerConsumer):
 
     groups_to_join = (DASHBOARD,)
 
-    def open_page(self, user, query):
+    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
         return DashboardPage(user, query.get("page"))
@@ -337,7 +275,7 @@ class InboxConsumer(LiveViewerConsumer):
 
     groups_to_join = (DASHBOARD,)
 
-    def open_page(self, user, query):
+    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
         return InboxPage(user, parse_shown(query.get("shown", "")))
@@ -347,7 +285,7 @@ class CoordinationViewerConsumer(LiveViewerConsumer):
     """`/ws/ui/coordinations/<pk>/?seq=N&shown=1,2`: one coordination's page, which was
     rendered with frames up to seq N."""
 
-    def open_page(self, user, query):
+    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
         pk = self.scope["url_route"]["kwargs"]["pk"]

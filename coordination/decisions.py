@@ -1,22 +1,27 @@
-"""Escalations and what humans decide about them: open, approve / reject, expire, hand off.
+"""All that needs a human: critical actions, escalations, approve / reject, quorum, expiry,
+hand-offs.
 
-Every decision goes through `decide`. The decision is a frame in the chain (a route_response
-from `human:<username>`, PROTOCOL §4), stored in the outbox for the agent before anything is
-sent, so it survives disconnects and restarts and reaches the agent exactly once in effect.
+A request is routed (`route`) unless a human must decide it: a critical action (PROTOCOL §5)
+never reaches an agent on another agent's word alone, a request to `human` asks for one, and
+a request nobody can take ends with one. Every decision goes through `decide`. The decision
+is a frame in the chain (a route_response from `human:<username>`, PROTOCOL §4), owed to the
+agent through the outbox before anything is sent, so it survives disconnects and restarts and
+reaches the agent exactly once in effect.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from coordination.events import DASHBOARD, Events
+from coordination import events, outbox, routing
 from coordination.models import (
     HUMAN_PREFIX,
-    LTPDASH,
     Agent,
     Approval,
     Coordination,
@@ -24,70 +29,127 @@ from coordination.models import (
     EscalationStatus,
     Frame,
     Orientation,
+    RequestStatus,
     RouteRequest,
 )
-from coordination.schemas import emitted
+from coordination.schemas import LTPDASH, RouteResponseView
 
 APPROVE = "approve"
 REJECT = "reject"
+NO_CAPABILITY = "AGENTS.CRIT.NO_CAPABILITY"
+NO_ADMISSIBILITY = "AGENTS.CRIT.NO_ADMISSIBILITY"
+
+Operator = AbstractBaseUser | AnonymousUser
+
+
+# --- what needs a human ----------------------------------------------------------------------
+
+
+def critical_rule(agent: Agent, action: str) -> str | None:
+    """The LTP rule id that blocks `action`, or None when it is not a critical action."""
+    if action.strip().lower() not in {a.lower() for a in settings.CRITICAL_ACTIONS}:
+        return None
+    if f"CAPABILITY_{action.strip().upper()}" not in {str(c).upper() for c in agent.capabilities}:
+        return NO_CAPABILITY
+    # The agent may hold the capability, but ltpdash's policy admits no critical action on
+    # an agent's word alone: a human decides.
+    return NO_ADMISSIBILITY
+
+
+def route(request: RouteRequest, why_previous: str = "") -> None:
+    """Send `request` down its fallback ladder, or to humans when it needs one. The caller
+    holds the coordination's row lock inside a transaction."""
+    rule_id = critical_rule(request.requester, request.action) if request.action else None
+    if rule_id is not None:
+        reason = f"critical action {request.action!r} needs a human decision ({rule_id})"
+        escalate_request(request, reason, rule_id=rule_id)
+    elif request.target == routing.HUMAN:
+        escalate_request(request, request.need or "the agent asked for a human")
+    else:
+        nobody = routing.next_agent(request, why_previous)
+        if nobody is not None:
+            escalate_request(request, nobody)
+
+
+def timed_out(request: RouteRequest) -> None:
+    """No answer before the deadline: next rung of the ladder (the sweeper calls this, with
+    the coordination locked and the request claimed)."""
+    who = request.assigned_to.name if request.assigned_to else "the assigned agent"
+    assert request.deadline is not None  # claimed on its deadline
+    waited = round((request.deadline - request.updated_at).total_seconds())
+    route(request, why_previous=f"no response from {who} within {waited}s")
+
+
+def escalate_request(request: RouteRequest, reason: str, rule_id: str = "") -> Escalation:
+    request.status = RequestStatus.ESCALATED
+    request.assigned_to = None
+    request.deadline = None
+    request.updated_at = timezone.now()
+    request.save(update_fields=["status", "assigned_to", "tried", "deadline", "updated_at"])
+    frame = routing.step(request, "escalate", reason, rule_id=rule_id)
+    return open_escalation(
+        agent=request.requester,
+        frame=frame,
+        reason=reason,
+        request=request,
+        action=request.action,
+        rule_id=rule_id,
+        asked_frame_id=request.ltp_id,
+    )
 
 
 def open_escalation(
     *,
-    coordination: Coordination,
     agent: Agent,
     frame: Frame,
     reason: str,
-    events: Events,
     request: RouteRequest | None = None,
     action: str = "",
     rule_id: str = "",
     branch_index: int = -1,
     asked_frame_id: str | None = None,
 ) -> Escalation:
-    critical = bool(rule_id)
+    coordination = frame.coordination
+    assert coordination is not None  # escalations come from chain entries
     escalation = Escalation.objects.create(
         coordination=coordination,
         agent=agent,
         frame=frame,
         route_request=request,
         branch_index=branch_index,
-        in_reply_to=asked_frame_id or frame.frame_id,
+        in_reply_to=asked_frame_id or frame.ltp_id,
         reason=reason,
         action=action[:200],
         rule_id=rule_id,
-        required_approvals=settings.CRITICAL_APPROVALS if critical else 1,
+        required_approvals=settings.CRITICAL_APPROVALS if rule_id else 1,
         deadline=coordination.escalation_deadline(),
     )
-    events.publish(DASHBOARD, {"type": "dashboard.changed", "coordination": coordination.pk})
+    events.dashboard_changed(coordination.pk)
     return escalation
 
 
-def open_from_branches(agent, coordination, stored: Frame, view, request, events) -> None:
+def open_from_branches(
+    agent: Agent, stored: Frame, view: RouteResponseView, request: RouteRequest | None
+) -> None:
     """An `escalate` branch asks for a human; a branch naming a critical action needs one."""
-    from coordination.routing import critical_rule
-
     for index, branch in enumerate(view.branches):
-        extra = branch.model_extra or {}
-        named = branch.action if branch.action != "escalate" else ""
-        named = named or (
-            extra.get("targetState") if isinstance(extra.get("targetState"), str) else ""
-        )
+        named = branch.named_action
         rule_id = critical_rule(agent, named) if named else None
         if branch.action != "escalate" and rule_id is None:
             continue
         reason = branch.reason or (f"critical action {named!r}" if rule_id else "")
         open_escalation(
-            coordination=coordination,
             agent=agent,
             frame=stored,
             reason=reason or "escalated without a reason",
-            events=events,
             request=request,
-            action=named or "",
+            action=named,
             rule_id=rule_id or "",
             branch_index=index,
         )
+
+
+# --- deciding -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -96,17 +158,12 @@ class DecisionResult:
     decided: bool  # this call made the final decision
     message: str  # what to tell the operator
 
-    @property
-    def refused(self) -> bool:
-        return not self.decided and self.escalation.status != EscalationStatus.PENDING
-
 
 def decide(
     escalation_pk: int,
-    user,
+    user: Operator,
     verdict: str,
     note: str,
-    events: Events,
     instructions: str = "",
 ) -> DecisionResult:
     """Approve or reject. Exactly one final decision per escalation: the conditional update
@@ -131,41 +188,33 @@ def decide(
                 message="This escalation moved to the admins (tier 2) at its deadline; "
                 "only an admin can decide it now.",
             )
+        approvers = [user.get_username()]
         if verdict == APPROVE and escalation.required_approvals > 1:
-            Approval.objects.get_or_create(
-                escalation=escalation, user=user, defaults={"note": note}
-            )
-            count = escalation.approvals.count()
-            if count < escalation.required_approvals:
-                events.publish(
-                    DASHBOARD,
-                    {"type": "dashboard.changed", "coordination": escalation.coordination_id},
-                )
-                events.frame_appended(escalation.coordination_id, None)
+            approvers = _vote(escalation, user, note)
+            if len(approvers) < escalation.required_approvals:
                 return DecisionResult(
                     escalation,
                     decided=False,
-                    message=f"{count} of {escalation.required_approvals} approvals recorded; "
-                    "another approver is needed.",
+                    message=f"{len(approvers)} of {escalation.required_approvals} approvals "
+                    "recorded; another approver is needed.",
                 )
-        approvers = (
-            list(
-                escalation.approvals.order_by("created_at").values_list("user__username", flat=True)
-            )
-            if escalation.required_approvals > 1 and verdict == APPROVE
-            else [user.username]
-        )
         return _finalise(
             escalation,
             verdict=verdict,
             note=note,
             instructions=instructions,
-            sender=HUMAN_PREFIX + user.username,
-            decided_by_name=user.username,
             user=user,
             approvers=approvers,
-            events=events,
         )
+
+
+def _vote(escalation: Escalation, user: Operator, note: str) -> list[str]:
+    """Record `user`'s approval (once per operator); the approvers so far, in order."""
+    Approval.objects.get_or_create(escalation=escalation, user=user, defaults={"note": note})
+    events.coordination_changed(escalation.coordination_id)
+    return list(
+        escalation.approvals.order_by("created_at").values_list("user__username", flat=True)
+    )
 
 
 def _already(escalation: Escalation) -> DecisionResult:
@@ -181,118 +230,117 @@ def _finalise(
     verdict: str,
     note: str,
     instructions: str,
-    sender: str,
-    decided_by_name: str,
-    user,
+    user: Operator | None,
     approvers: list[str],
-    events: Events,
 ) -> DecisionResult:
-    now = timezone.now()
+    """Record the decision (if it is still pending) and tell the agent, and the requester
+    whose request it settles."""
+    name = user.get_username() if user is not None else LTPDASH
     status = EscalationStatus.APPROVED if verdict == APPROVE else EscalationStatus.REJECTED
     won = Escalation.objects.filter(pk=escalation.pk, status=EscalationStatus.PENDING).update(
         status=status,
         decided_by=user,
-        decided_by_name=decided_by_name,
-        decided_at=now,
+        decided_by_name=name,
+        decided_at=timezone.now(),
         note=note,
         instructions=instructions,
     )
     if not won:
         escalation.refresh_from_db()
         return _already(escalation)
-    branch = {"action": verdict, "reason": note, "decided_by": decided_by_name}
+    branch: dict[str, Any] = {"action": verdict, "reason": note, "decided_by": name}
     if len(approvers) > 1:
         branch["approvers"] = approvers
-    payload = {
+    payload: dict[str, Any] = {
         "in_reply_to": escalation.in_reply_to,
         "branches": [branch],
         "escalation": escalation.pk,
     }
     if instructions:
         payload["instructions"] = instructions
-    coordination = Coordination.locked(escalation.coordination_id)
-    frame = emitted(
-        "route_response",
-        payload,
-        sender=sender,
-        frame_id=f"decision-{escalation.pk}",
-        to=escalation.agent.name,
-        coordination_id=coordination.key,
-    )
-    stored = coordination.append(frame, sender=sender, direction="out")
-    Escalation.objects.filter(pk=escalation.pk).update(decision_frame=stored)
-    events.frame_appended(coordination.pk, stored.seq)
-    from coordination.routing import deliver
-
-    deliver(stored, escalation.agent, events)
+    recipients = [escalation.agent]
     request = escalation.route_request
     if request is not None and request.requester_id != escalation.agent_id:
-        deliver(stored, request.requester, events)
+        recipients.append(request.requester)
+    stored = outbox.emit(
+        Coordination.locked(escalation.coordination_id),
+        "route_response",
+        payload,
+        to=recipients,
+        sender=HUMAN_PREFIX + name if user is not None else LTPDASH,
+        frame_id=f"decision-{escalation.pk}",
+        addressee=escalation.agent.name,
+    )
+    Escalation.objects.filter(pk=escalation.pk).update(decision_frame=stored)
     escalation.refresh_from_db()
     return DecisionResult(escalation, decided=True, message=f"{status.label.capitalize()}.")
 
 
-def expire(escalation: Escalation, events: Events) -> bool:
+def expire(escalation: Escalation) -> bool:
     """At the deadline: the configured default (reject, the safe one) or the next tier
     (admins), with the reason in the chain and the agent told either way.
 
     Claimed by a conditional update on the deadline the caller read, so two sweepers act
     once. The escalation row is taken before the coordination's, the order `decide` uses,
     so an operator deciding at the same moment waits instead of deadlocking."""
-    now = timezone.now()
+    assert escalation.deadline is not None  # read from the sweeper's query
     waited = round((escalation.deadline - escalation.created_at).total_seconds())
     with transaction.atomic():
         if settings.ESCALATION_DEFAULT == "next_tier" and escalation.tier == 1:
-            coordination = Coordination.objects.get(pk=escalation.coordination_id)
-            claimed = Escalation.objects.filter(
-                pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
-            ).update(tier=2, deadline=coordination.escalation_deadline(now))
-            if not claimed:
-                return False
-            coordination = Coordination.locked(coordination.pk)
-            frame = emitted(
-                "route_response",
-                {
-                    "in_reply_to": escalation.in_reply_to,
-                    "branches": [
-                        {
-                            "action": "escalate",
-                            "reason": f"no decision within {waited}s; moved to tier 2 (admins)",
-                            "tier": 2,
-                        }
-                    ],
-                    "escalation": escalation.pk,
-                },
-                to=escalation.agent.name,
-            )
-            stored = coordination.append(frame, sender=LTPDASH, direction="out")
-            events.frame_appended(coordination.pk, stored.seq)
-            from coordination.routing import deliver
+            return _move_to_tier2(escalation, waited)
+        return _reject_by_default(escalation, waited)
 
-            # The agent learns its question now waits for the admins; their decision (or the
-            # tier-2 default) follows as usual.
-            deliver(stored, escalation.agent, events)
-            return True
-        claimed = Escalation.objects.filter(
-            pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
-        ).update(deadline=None)
-        if not claimed:
-            return False
-        escalation = Escalation.objects.select_related(
-            "coordination", "agent", "route_request__requester"
-        ).get(pk=escalation.pk)
-        result = _finalise(
-            escalation,
-            verdict=REJECT,
-            note=f"no decision within {waited}s; default applied: reject",
-            instructions="",
-            sender=LTPDASH,
-            decided_by_name=LTPDASH,
-            user=None,
-            approvers=[LTPDASH],
-            events=events,
-        )
-        return result.decided
+
+def _move_to_tier2(escalation: Escalation, waited: int) -> bool:
+    coordination = Coordination.objects.get(pk=escalation.coordination_id)
+    claimed = Escalation.objects.filter(
+        pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
+    ).update(tier=2, deadline=coordination.escalation_deadline())
+    if not claimed:
+        return False
+    # The agent learns its question now waits for the admins; their decision (or the tier-2
+    # default) follows as usual.
+    outbox.emit(
+        Coordination.locked(coordination.pk),
+        "route_response",
+        {
+            "in_reply_to": escalation.in_reply_to,
+            "branches": [
+                {
+                    "action": "escalate",
+                    "reason": f"no decision within {waited}s; moved to tier 2 (admins)",
+                    "tier": 2,
+                }
+            ],
+            "escalation": escalation.pk,
+        },
+        to=[escalation.agent],
+        addressee=escalation.agent.name,
+    )
+    return True
+
+
+def _reject_by_default(escalation: Escalation, waited: int) -> bool:
+    claimed = Escalation.objects.filter(
+        pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
+    ).update(deadline=None)
+    if not claimed:
+        return False
+    escalation = Escalation.objects.select_related(
+        "coordination", "agent", "route_request__requester"
+    ).get(pk=escalation.pk)
+    result = _finalise(
+        escalation,
+        verdict=REJECT,
+        note=f"no decision within {waited}s; default applied: reject",
+        instructions="",
+        user=None,
+        approvers=[LTPDASH],
+    )
+    return result.decided
+
+
+# --- hand-offs ------------------------------------------------------------------------------------
 
 
 def agents_in(coordination: Coordination) -> list[Agent]:
@@ -307,38 +355,30 @@ def agents_in(coordination: Coordination) -> list[Agent]:
     return list(Agent.objects.filter(pk__in=ids))
 
 
-def handoff(coordination_pk: int, by_user, to_user, events: Events, note: str = "") -> Coordination:
+def handoff(
+    coordination_pk: int, by_user: AbstractBaseUser, to_user: AbstractBaseUser, note: str = ""
+) -> Coordination:
     """Give a coordination to `to_user` (taking over is handing it to yourself). Agents get a
     focus_snapshot naming the new owner; the chain records it."""
+    by, to = by_user.get_username(), to_user.get_username()
     with transaction.atomic():
         coordination = Coordination.locked(coordination_pk)
-        previous = coordination.owner.username if coordination.owner else None
+        previous = coordination.owner.get_username() if coordination.owner else None
         coordination.owner = to_user
-        coordination.save(update_fields=["owner"])
-        verb = "took over" if by_user == to_user else f"handed off to {to_user.username}"
-        frame = emitted(
+        verb = "took over" if by_user == to_user else f"handed off to {to}"
+        stored = outbox.emit(
+            coordination,
             "focus_snapshot",
             {
                 "coordination_id": coordination.key,
                 "state": coordination.state,
-                "owner": f"{HUMAN_PREFIX}{to_user.username}",
-                "handoff": {"from": previous, "to": to_user.username, "by": by_user.username},
-                "reason": f"{by_user.username} {verb}" + (f": {note}" if note else ""),
+                "owner": f"{HUMAN_PREFIX}{to}",
+                "handoff": {"from": previous, "to": to, "by": by},
+                "reason": f"{by} {verb}" + (f": {note}" if note else ""),
             },
-            sender=HUMAN_PREFIX + by_user.username,
-            coordination_id=coordination.key,
+            to=agents_in(coordination),
+            sender=HUMAN_PREFIX + by,
         )
-        stored = coordination.append(frame, sender=HUMAN_PREFIX + by_user.username, direction="out")
         coordination.latest_snapshot = stored
-        coordination.save(update_fields=["latest_snapshot"])
-        events.frame_appended(coordination.pk, stored.seq)
-        from coordination.routing import deliver
-
-        for agent in agents_in(coordination):
-            deliver(stored, agent, events)
+        coordination.save(update_fields=["owner", "latest_snapshot"])
     return coordination
-
-
-def escalation_deadline_passed(now=None):
-    now = now or timezone.now()
-    return Escalation.objects.filter(status=EscalationStatus.PENDING, deadline__lte=now)

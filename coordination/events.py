@@ -1,20 +1,41 @@
 """Channel-layer events, published only after the transaction that caused them commits.
 
+Code that changes state calls one helper per kind of event (`coordination_changed`,
+`dashboard_changed`, `frame_owed`); nothing is passed around. Each helper registers the event
+with `transaction.on_commit`, so a rolled-back change announces nothing. Where the event goes
+once committed depends on the context, as Zulip's `send_event_on_commit` does:
+
+- inside `collecting()` / `acollecting()` (a consumer or view around its unit of work), the
+  events gather in a context variable and are sent together when the block ends; asgiref
+  carries context variables into `database_sync_to_async`, so the worker thread's commits
+  land in the caller's list;
+- anywhere else (the sweeper, a management command), each is sent as soon as it commits.
+
 Group names come from primary keys; event types use dots (Channels maps them to handler
 names). Consumers treat these as hints: a viewer catches up from the database, an agent's
-owed frames are also redelivered from the outbox on reconnect, so a dropped message (the
-layers drop beyond a channel's capacity) delays but never loses anything.
+owed frames are also redelivered from the outbox, so a dropped message (the layers drop
+beyond a channel's capacity, Redis may be away) delays but never loses anything. That is also
+why a failure to publish is logged, never raised: the change it announces is committed.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+log = logging.getLogger(__name__)
+
 DASHBOARD = "dashboard"
+
+Event = tuple[str, dict[str, Any]]
+_collected: ContextVar[list[Event] | None] = ContextVar("ltpdash_events", default=None)
 
 
 def coordination_group(pk: int) -> str:
@@ -25,35 +46,84 @@ def agent_group(pk: int) -> str:
     return f"agent.{pk}"
 
 
-class Events:
-    """Collects events during a unit of work; the caller flushes them once it has committed."""
+# --- one helper per kind of event ----------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.pending: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(self, group: str, message: dict[str, Any]) -> None:
-        transaction.on_commit(lambda: self.pending.append((group, message)))
+def coordination_changed(coordination_pk: int, seq: int | None = None) -> None:
+    """Something a coordination's page shows changed (a frame appended at `seq`, a vote)."""
+    _on_commit(
+        coordination_group(coordination_pk),
+        {"type": "coordination.changed", "coordination": coordination_pk, "seq": seq},
+    )
+    dashboard_changed(coordination_pk)
 
-    def frame_appended(self, coordination_pk: int, seq: int | None) -> None:
-        self.publish(
-            coordination_group(coordination_pk),
-            {"type": "coordination.changed", "coordination": coordination_pk, "seq": seq},
-        )
-        self.publish(DASHBOARD, {"type": "dashboard.changed", "coordination": coordination_pk})
 
-    def deliver(self, agent_pk: int, delivery_pk: int, raw: str) -> None:
-        self.publish(
-            agent_group(agent_pk), {"type": "agent.deliver", "delivery": delivery_pk, "frame": raw}
-        )
+def dashboard_changed(coordination_pk: int | None = None) -> None:
+    """Something the coordination list, the inbox or the nav's counter shows changed."""
+    _on_commit(DASHBOARD, {"type": "dashboard.changed", "coordination": coordination_pk})
 
-    async def flush(self) -> None:
-        if not self.pending:
-            return
-        layer = get_channel_layer()
-        pending, self.pending = self.pending, []
-        for group, message in pending:
+
+def frame_owed(agent_pk: int, delivery_pk: int, raw: str) -> None:
+    """A frame was put in `agent_pk`'s outbox: push it to the agent's open sockets."""
+    _on_commit(
+        agent_group(agent_pk), {"type": "agent.deliver", "delivery": delivery_pk, "frame": raw}
+    )
+
+
+# --- collecting and sending ----------------------------------------------------------------
+
+
+def _on_commit(group: str, message: dict[str, Any]) -> None:
+    def committed() -> None:
+        collected = _collected.get()
+        if collected is not None:
+            collected.append((group, message))
+        else:
+            _send_now([(group, message)])
+
+    transaction.on_commit(committed)
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """Gather the events committed inside the block and send them when it ends (sync code)."""
+    token = _collected.set([])
+    try:
+        yield
+    finally:
+        pending = _collected.get() or []
+        _collected.reset(token)
+        _send_now(pending)
+
+
+@asynccontextmanager
+async def acollecting() -> AsyncIterator[None]:
+    """The same for async code: what `database_sync_to_async` work inside the block commits
+    is sent when it ends, without a hop back to a thread per event."""
+    token = _collected.set([])
+    try:
+        yield
+    finally:
+        pending = _collected.get() or []
+        _collected.reset(token)
+        await send(pending)
+
+
+async def send(events: list[Event]) -> None:
+    if not events:
+        return
+    layer = get_channel_layer()
+    for group, message in events:
+        try:
             await layer.group_send(group, message)
+        except Exception:  # the layer's own errors have no common base class
+            log.exception(
+                "publishing %s to %s failed; readers catch up from the database",
+                message.get("type"),
+                group,
+            )
 
-    def flush_sync(self) -> None:
-        if self.pending:
-            async_to_sync(self.flush)()
+
+def _send_now(events: list[Event]) -> None:
+    if events:
+        async_to_sync(send)(events)

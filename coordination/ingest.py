@@ -5,7 +5,7 @@
     3. dedupe     (sender, id) is unique: a retry is acknowledged again, never applied again
     4. append     to the coordination's hash chain, under the coordination's row lock
     5. effects    orientation, route request, escalation, snapshot, presence: same transaction
-    6. publish    channel-layer events after commit (Events, flushed by the caller)
+    6. publish    channel-layer events after commit (coordination.events)
 
 An outcome (ack) is produced only after the transaction has committed, so "acknowledged"
 always means "stored".
@@ -20,13 +20,12 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from coordination import decisions, routing
+from coordination import decisions, events, outbox, routing
 from coordination.canonical import CanonicalError, canonical
-from coordination.events import Events
 from coordination.models import (
     Agent,
     Coordination,
-    Delivery,
+    CoordinationStatus,
     Frame,
     Orientation,
     RequestStatus,
@@ -36,11 +35,13 @@ from coordination.presence import saw_agent
 from coordination.schemas import (
     KNOWN_TYPES,
     VIEWS,
+    Envelope,
     FocusSnapshotView,
     FrameError,
     HelloView,
     OrientationView,
     Outcome,
+    PayloadView,
     RouteRequestView,
     RouteResponseView,
     expand,
@@ -56,7 +57,7 @@ STORAGE_FAILED = (
 )
 
 
-def ingest(agent: Agent, data: Any, events: Events, session_id: str = "") -> list[Outcome]:
+def ingest(agent: Agent, data: Any, session_id: str = "") -> list[Outcome]:
     """Ingest what an agent sent (frame, list or bundle); one outcome per frame, in order.
 
     Agent acks (`type: ack`) are applied but produce no outcome: nobody acks an ack.
@@ -66,11 +67,11 @@ def ingest(agent: Agent, data: Any, events: Events, session_id: str = "") -> lis
         if isinstance(item, dict) and item.get("type") == "ack":
             apply_agent_ack(agent, item)
             continue
-        outcomes.append(ingest_frame(agent, item, events, session_id))
+        outcomes.append(ingest_frame(agent, item, session_id))
     return outcomes
 
 
-def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") -> Outcome:
+def ingest_frame(agent: Agent, item: Any, session_id: str = "") -> Outcome:
     try:
         envelope = parse_envelope(item)
     except FrameError as exc:
@@ -79,33 +80,36 @@ def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") 
     if envelope.from_ is None:
         frame["from"] = agent.name
     elif envelope.from_ != agent.name:
-        return Outcome(
-            frame_id=envelope.id,
-            error=FrameError(
-                "sender_mismatch",
-                f"This connection is authenticated as {agent.name!r}; "
-                f"it cannot send frames from {envelope.from_!r}.",
-                envelope.id,
-            ),
+        return _refused(
+            envelope,
+            "sender_mismatch",
+            f"This connection is authenticated as {agent.name!r}; "
+            f"it cannot send frames from {envelope.from_!r}.",
         )
     try:
         text = canonical(frame)
     except CanonicalError as exc:
-        return Outcome(
-            frame_id=envelope.id,
-            error=FrameError("unrepresentable_value", f"{exc}. Nothing was stored.", envelope.id),
-        )
+        return _refused(envelope, "unrepresentable_value", f"{exc}. Nothing was stored.")
     if envelope.type == "heartbeat":
         # Heartbeats keep presence fresh; they are not chain entries (presence changes are).
-        saw_agent(agent, events, heartbeat=True)
+        saw_agent(agent, heartbeat=True)
         return Outcome(frame_id=envelope.id, type="heartbeat")
-
     existing = _stored(agent.name, envelope.id)
     if existing is not None:
         return _duplicate(existing)
+    return _store(agent, envelope, frame, text, session_id)
+
+
+def _refused(envelope: Envelope, code: str, message: str) -> Outcome:
+    return Outcome(frame_id=envelope.id, error=FrameError(code, message, envelope.id))
+
+
+def _store(
+    agent: Agent, envelope: Envelope, frame: dict[str, Any], text: str, session_id: str
+) -> Outcome:
     try:
         with transaction.atomic():
-            stored, warnings = _append_and_apply(agent, envelope, frame, text, events, session_id)
+            stored, warnings = _append_and_apply(agent, envelope, frame, text, session_id)
     except DatabaseError as exc:
         if isinstance(exc, IntegrityError):
             # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
@@ -115,43 +119,48 @@ def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") 
         # Anything else (a full disk, a lost connection; SQLite reports a trigger's refusal as
         # an integrity error too) is the server's failure: no ack, the agent sends it again.
         log.exception("storing frame %r from %s failed", envelope.id, agent.name)
-        return Outcome(frame_id=envelope.id, error=FrameError(*STORAGE_FAILED, envelope.id))
+        return _refused(envelope, *STORAGE_FAILED)
     return Outcome(
         frame_id=envelope.id,
         seq=stored.seq,
         hash=stored.hash or None,
         warnings=warnings,
         type=envelope.type,
+        coordination_key=stored.coordination.key if stored.coordination else None,
     )
 
 
 def _stored(sender: str, frame_id: str) -> Frame | None:
     return (
-        Frame.objects.filter(sender=sender, frame_id=frame_id)
-        .only("frame_id", "seq", "hash", "warnings", "type")
+        Frame.objects.filter(sender=sender, ltp_id=frame_id)
+        .select_related("coordination")
+        .only("ltp_id", "seq", "hash", "warnings", "type", "coordination__key")
         .first()
     )
 
 
 def _duplicate(frame: Frame) -> Outcome:
     return Outcome(
-        frame_id=frame.frame_id,
+        frame_id=frame.ltp_id,
         seq=frame.seq,
         hash=frame.hash or None,
         duplicate=True,
         warnings=frame.warnings,
         type=frame.type,
+        coordination_key=frame.coordination.key if frame.coordination else None,
     )
 
 
-def _append_and_apply(agent, envelope, frame, text, events, session_id):
+def _append_and_apply(
+    agent: Agent, envelope: Envelope, frame: dict[str, Any], text: str, session_id: str
+) -> tuple[Frame, list[str]]:
     warnings: list[str] = []
-    if envelope.type not in KNOWN_TYPES:
-        warnings.append(f"unknown type {envelope.type!r}: stored and acknowledged, no effect")
     view = None
     if envelope.type in KNOWN_TYPES:
         view, view_warnings = read_payload(VIEWS[envelope.type], envelope.payload)
         warnings.extend(view_warnings)
+    else:
+        warnings.append(f"unknown type {envelope.type!r}: stored and acknowledged, no effect")
 
     ts_ms = _ts_ms(envelope)
     # NO KEY: rows inserted elsewhere that reference this agent (deliveries) are not blocked.
@@ -164,41 +173,27 @@ def _append_and_apply(agent, envelope, frame, text, events, session_id):
 
     key = resolve_coordination_key(agent, envelope, view)
     ts = datetime.fromtimestamp(ts_ms / 1000, tz=UTC) if ts_ms is not None else None
+    fields = {"sender": agent.name, "agent": agent, "session_id": session_id, "ts": ts}
     if key is None:
         stored = Frame.objects.create(
-            frame_id=envelope.id,
-            sender=agent.name,
-            agent=agent,
-            type=envelope.type,
-            raw=text,
-            ts=ts,
-            session_id=session_id,
-            warnings=warnings,
+            ltp_id=envelope.id, type=envelope.type, raw=text, warnings=warnings, **fields
         )
-        coordination = None
     else:
         coordination = Coordination.lock(key)
+        orientation = _orientation_in_force(coordination, agent)
         stored = coordination.append(
-            frame,
-            sender=agent.name,
-            agent=agent,
-            direction="in",
-            session_id=session_id,
-            warnings=warnings,
-            ts=ts,
-            orientation=_orientation_in_force(coordination, agent),
-            text=text,
+            frame, direction="in", warnings=warnings, orientation=orientation, text=text, **fields
         )
-        events.frame_appended(coordination.pk, stored.seq)
+        events.coordination_changed(coordination.pk, stored.seq)
 
-    _apply(agent, coordination, stored, envelope, view, events)
+    _apply(agent, stored, envelope, view)
     if (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities) != loaded:
         agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
-    saw_agent(agent, events)
+    saw_agent(agent)
     return stored, warnings
 
 
-def _ts_ms(envelope) -> int | None:
+def _ts_ms(envelope: Envelope) -> int | None:
     try:
         return envelope.ts_ms
     except (ValueError, OverflowError):
@@ -212,7 +207,9 @@ def _orientation_in_force(coordination: Coordination, agent: Agent) -> Frame | N
     return Frame(pk=orientation.frame_id) if orientation else None
 
 
-def resolve_coordination_key(agent: Agent, envelope, view) -> str | None:
+def resolve_coordination_key(
+    agent: Agent, envelope: Envelope, view: PayloadView | None
+) -> str | None:
     """PROTOCOL §3: top-level coordination_id, payload.coordination_id, the coordination of
     the request answered (in_reply_to), then the one the agent last declared."""
     if envelope.coordination_id:
@@ -241,63 +238,77 @@ def _request_answered(agent: Agent, in_reply_to: str) -> RouteRequest | None:
 # --- effects ---------------------------------------------------------------------------------
 
 
-def _apply(agent, coordination, stored: Frame, envelope, view, events: Events) -> None:
+def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | None) -> None:
     in_reply_to = envelope.payload.get("in_reply_to")
     if isinstance(in_reply_to, str):
         # Any frame carrying in_reply_to acknowledges what it answers (PROTOCOL §4).
-        ack_deliveries(agent, in_reply_to)
-    if view is None:
-        return
+        outbox.ack(agent, in_reply_to)
     if isinstance(view, HelloView):
         if view.role:
             agent.role = view.role[:200]
         if view.capabilities:
             agent.capabilities = view.capabilities
-    if coordination is None:
+    coordination = stored.coordination
+    if coordination is None or view is None:
         return
     if isinstance(view, HelloView | OrientationView):
         agent.current_coordination = coordination
     if isinstance(view, OrientationView):
-        fields = {
-            "frame": stored,
-            "role": (view.role or "")[:200],
-            "intent": view.intent or "",
-            "guardrails": view.guardrails,
-            "mode": (view.mode or "")[:200],
-            "focus": view.focus or "",
-            "updated_at": timezone.now(),
-        }
-        # One UPDATE in the usual case; update_or_create would add a savepoint and a SELECT.
-        # The agent's row lock makes the create branch race-free.
-        if not Orientation.objects.filter(coordination=coordination, agent=agent).update(**fields):
-            Orientation.objects.create(coordination=coordination, agent=agent, **fields)
-        # The orientation in force for this frame is the one it declares.
-        stored.orientation = stored
-        stored.save(update_fields=["orientation"])
+        _orientation(agent, coordination, stored, view)
     elif isinstance(view, RouteRequestView):
         request = RouteRequest.objects.create(
             coordination=coordination,
             frame=stored,
             requester=agent,
-            ltp_id=stored.frame_id,
+            ltp_id=stored.ltp_id,
             target=(view.target or envelope.to or "")[:200],
             need=view.need or view.intent or view.goal or "",
             action=view.wanted_action[:200],
         )
-        routing.dispatch(request, events)
+        decisions.route(request)
     elif isinstance(view, RouteResponseView):
         request = _match_request(agent, coordination, view)
         if request is not None:
-            routing.answered(request, stored, events)
-        decisions.open_from_branches(agent, coordination, stored, view, request, events)
+            routing.answered(request, stored)
+        decisions.open_from_branches(agent, stored, view, request)
     elif isinstance(view, FocusSnapshotView):
-        coordination.latest_snapshot = stored
-        coordination.state = (view.state or "")[:500]
-        coordination.health = (view.health or "")[:20]
-        coordination.save(update_fields=["latest_snapshot", "state", "health"])
+        _snapshot(coordination, stored, view)
 
 
-def _match_request(agent, coordination, view) -> RouteRequest | None:
+def _snapshot(coordination: Coordination, stored: Frame, view: FocusSnapshotView) -> None:
+    coordination.latest_snapshot = stored
+    coordination.state = (view.state or "")[:500]
+    coordination.health = (view.health or "")[:20]
+    status = (view.status or "").strip().lower()
+    if status in CoordinationStatus.values:
+        coordination.status = status
+    coordination.save(update_fields=["latest_snapshot", "state", "health", "status"])
+
+
+def _orientation(
+    agent: Agent, coordination: Coordination, stored: Frame, view: OrientationView
+) -> None:
+    fields = {
+        "frame": stored,
+        "role": (view.role or "")[:200],
+        "intent": view.intent or "",
+        "guardrails": view.guardrails,
+        "mode": (view.mode or "")[:200],
+        "focus": view.focus or "",
+        "updated_at": timezone.now(),
+    }
+    # One UPDATE in the usual case; update_or_create would add a savepoint and a SELECT.
+    # The agent's row lock makes the create branch race-free.
+    if not Orientation.objects.filter(coordination=coordination, agent=agent).update(**fields):
+        Orientation.objects.create(coordination=coordination, agent=agent, **fields)
+    # The orientation in force for this frame is the one it declares.
+    stored.orientation = stored
+    stored.save(update_fields=["orientation"])
+
+
+def _match_request(
+    agent: Agent, coordination: Coordination, view: RouteResponseView
+) -> RouteRequest | None:
     if view.in_reply_to:
         request = _request_answered(agent, view.in_reply_to)
         if request is not None and request.coordination_id == coordination.pk:
@@ -314,14 +325,8 @@ def _match_request(agent, coordination, view) -> RouteRequest | None:
     )
 
 
-def apply_agent_ack(agent: Agent, item: dict) -> None:
+def apply_agent_ack(agent: Agent, item: dict[str, Any]) -> None:
     payload = item.get("payload")
     frame_id = payload.get("frame_id") if isinstance(payload, dict) else None
     if isinstance(frame_id, str):
-        ack_deliveries(agent, frame_id)
-
-
-def ack_deliveries(agent: Agent, frame_id: str) -> int:
-    return Delivery.objects.filter(agent=agent, ltp_id=frame_id, acked_at=None).update(
-        acked_at=timezone.now()
-    )
+        outbox.ack(agent, frame_id)

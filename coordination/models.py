@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from coordination.canonical import GENESIS, canonical, chain_hash_text
+from coordination.canonical import GENESIS, canonical, chain_hash_text, parse_json
+from coordination.schemas import PayloadView, view_of
+from coordination.trace import trace_entry_line
 
-LTPDASH = "ltpdash"
 HUMAN_PREFIX = "human:"
 
 
@@ -83,7 +86,15 @@ class Agent(models.Model):
             return None
         return cls.objects.filter(token_hash=hash_token(token)).first()
 
-    def next_heartbeat_deadline(self, now=None):
+    @classmethod
+    def from_authorization(cls, header: str | bytes | None) -> Agent | None:
+        """The agent an `Authorization: Bearer <token>` header names (socket or HTTP)."""
+        if isinstance(header, bytes):
+            header = header.decode("latin-1")
+        scheme, _, token = (header or "").partition(" ")
+        return cls.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+
+    def next_heartbeat_deadline(self, now: datetime | None = None) -> datetime:
         return (now or timezone.now()) + timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
 
 
@@ -136,10 +147,6 @@ class Coordination(models.Model):
     def __str__(self) -> str:
         return self.key
 
-    @property
-    def group_name(self) -> str:
-        return f"coordination.{self.pk}"
-
     @classmethod
     def lock(cls, key: str) -> Coordination:
         """The coordination named `key`, created by its first frame, with its row locked.
@@ -167,14 +174,14 @@ class Coordination(models.Model):
 
     def append(
         self,
-        frame: dict,
+        frame: dict[str, Any],
         *,
         sender: str,
         direction: str,
         agent: Agent | None = None,
         session_id: str = "",
         warnings: list[str] | None = None,
-        ts=None,
+        ts: datetime | None = None,
         orientation: Frame | None = None,
         text: str | None = None,
     ) -> Frame:
@@ -193,7 +200,7 @@ class Coordination(models.Model):
             seq=seq,
             prev_hash=self.head_hash,
             hash=digest,
-            frame_id=frame["id"],
+            ltp_id=frame["id"],
             sender=sender,
             agent=agent,
             type=frame["type"],
@@ -212,10 +219,8 @@ class Coordination(models.Model):
         )
         return stored
 
-    def trace_lines(self):
+    def trace_lines(self) -> Iterator[str]:
         """This chain as an LTP audit trace (PROTOCOL §6), one JSON line per frame, streamed."""
-        from coordination.trace import trace_entry_line
-
         rows = (
             self.frames.order_by("seq")
             .values_list(
@@ -234,7 +239,7 @@ class Coordination(models.Model):
                 digest,
             )
 
-    def escalation_deadline(self, now=None):
+    def escalation_deadline(self, now: datetime | None = None) -> datetime:
         seconds = self.escalation_deadline_seconds or settings.ESCALATION_DEADLINE
         return (now or timezone.now()) + timedelta(seconds=seconds)
 
@@ -258,7 +263,7 @@ class Frame(models.Model):
     seq = models.IntegerField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
-    frame_id = models.CharField(max_length=200)
+    ltp_id = models.CharField(max_length=200)
     sender = models.CharField(max_length=210)
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
     type = models.CharField(max_length=100)
@@ -278,7 +283,7 @@ class Frame(models.Model):
         ordering = ["coordination", "seq"]
         constraints = [
             # Idempotency: the same (sender, id) is stored once, whichever transport it came by.
-            models.UniqueConstraint(fields=["sender", "frame_id"], name="frame_sender_id_unique"),
+            models.UniqueConstraint(fields=["sender", "ltp_id"], name="frame_sender_id_unique"),
             models.UniqueConstraint(fields=["coordination", "seq"], name="frame_chain_seq_unique"),
             models.CheckConstraint(
                 condition=Q(direction__in=Direction.values), name="frame_direction_valid"
@@ -289,20 +294,25 @@ class Frame(models.Model):
         return f"{self.coordination_id}#{self.seq} {self.type} from {self.sender}"
 
     @property
-    def data(self) -> dict:
+    def data(self) -> dict[str, Any]:
         """The stored frame as a dict (parsed on demand; the timeline parses only what it shows)."""
         cached = self.__dict__.get("_data")
         if cached is None:
-            from coordination.canonical import parse_json
-
             cached = parse_json(self.raw)
             self.__dict__["_data"] = cached
         return cached
 
     @property
-    def payload(self) -> dict:
+    def payload(self) -> dict[str, Any]:
         payload = self.data.get("payload")
         return payload if isinstance(payload, dict) else {}
+
+    @property
+    def view(self) -> PayloadView | None:
+        """The payload read through its type's lenient view (schemas), parsed once."""
+        if "_view" not in self.__dict__:
+            self.__dict__["_view"] = view_of(self.type, self.payload)
+        return self.__dict__["_view"]
 
 
 class Orientation(models.Model):
@@ -449,7 +459,7 @@ class Delivery(models.Model):
 
     frame = models.ForeignKey(Frame, on_delete=models.CASCADE, related_name="deliveries")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="deliveries")
-    ltp_id = models.CharField(max_length=200)  # what the agent's ack names
+    ltp_id = models.CharField(max_length=200)  # the frame's LTP id: what the agent's ack names
     created_at = models.DateTimeField(default=timezone.now)
     acked_at = models.DateTimeField(null=True, blank=True)
 

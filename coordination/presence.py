@@ -9,22 +9,22 @@ can see why a request went to a fallback agent.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from coordination.events import DASHBOARD, Events
-from coordination.models import LTPDASH, Agent, Coordination, Presence
-from coordination.schemas import emitted
+from coordination import events, outbox
+from coordination.models import Agent, Coordination, Presence
 
 # Refreshing last_seen on every frame would add a write per frame; this is fine enough for
 # deadlines measured in tens of seconds.
 SEEN_RESOLUTION = timedelta(seconds=2)
 
 
-def saw_agent(agent: Agent, events: Events, heartbeat: bool = False) -> None:
+def saw_agent(agent: Agent, heartbeat: bool = False) -> None:
     """The agent just spoke: push its heartbeat deadline out; a silent agent is online again."""
     now = timezone.now()
     if heartbeat or agent.last_seen is None or now - agent.last_seen > SEEN_RESOLUTION:
@@ -36,11 +36,11 @@ def saw_agent(agent: Agent, events: Events, heartbeat: bool = False) -> None:
         # Ask the database, not `agent.presence`: a connection's Agent object is loaded at
         # connect, and the sweeper that marked the agent silent is another process.
         change_presence(
-            agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", events, connections__gt=0
+            agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", connections__gt=0
         )
 
 
-def connected(agent: Agent, events: Events) -> None:
+def connected(agent: Agent) -> None:
     with transaction.atomic():
         now = timezone.now()
         Agent.objects.filter(pk=agent.pk).update(
@@ -50,20 +50,20 @@ def connected(agent: Agent, events: Events) -> None:
         )
         agent.refresh_from_db()
         if agent.presence != Presence.ONLINE:
-            change_presence(agent, agent.presence, Presence.ONLINE, "connected", events)
+            change_presence(agent, agent.presence, Presence.ONLINE, "connected")
 
 
-def disconnected(agent: Agent, events: Events) -> None:
+def disconnected(agent: Agent) -> None:
     with transaction.atomic():
         Agent.objects.filter(pk=agent.pk, connections__gt=0).update(
             connections=F("connections") - 1
         )
         agent.refresh_from_db()
         if agent.connections == 0 and agent.presence != Presence.OFFLINE:
-            change_presence(agent, agent.presence, Presence.OFFLINE, "disconnected", events)
+            change_presence(agent, agent.presence, Presence.OFFLINE, "disconnected")
 
 
-def silenced(agent: Agent, events: Events, now=None) -> bool:
+def silenced(agent: Agent, now: datetime | None = None) -> bool:
     """The sweeper found `agent` connected with its heartbeat deadline passed: mark it silent.
 
     Claimed on the deadline too, so a heartbeat that lands between the sweeper's read and
@@ -76,15 +76,12 @@ def silenced(agent: Agent, events: Events, now=None) -> bool:
         Presence.ONLINE,
         Presence.SILENT,
         f"heartbeat overdue{when}",
-        events,
         connections__gt=0,
         heartbeat_deadline__lte=now,
     )
 
 
-def change_presence(
-    agent: Agent, old: str, new: str, reason: str, events: Events, **only_if
-) -> bool:
+def change_presence(agent: Agent, old: str, new: str, reason: str, **only_if: Any) -> bool:
     """Record old → new once. Returns False when someone else already changed it (or the
     extra conditions `only_if` no longer hold)."""
     with transaction.atomic():
@@ -95,20 +92,18 @@ def change_presence(
         if not claimed:
             return False
         agent.presence, agent.presence_changed_at = new, now
-        events.publish(DASHBOARD, {"type": "dashboard.changed", "agent": agent.pk})
+        events.dashboard_changed()
         coordination_pk = (
             Agent.objects.filter(pk=agent.pk)
             .values_list("current_coordination_id", flat=True)
             .first()
         )
         if coordination_pk is not None:
-            coordination = Coordination.locked(coordination_pk)
-            frame = emitted(
+            outbox.emit(
+                Coordination.locked(coordination_pk),
                 "presence",
                 {"agent": agent.name, "presence": new, "previous": old, "reason": reason},
             )
-            stored = coordination.append(frame, sender=LTPDASH, direction="out")
-            events.frame_appended(coordination.pk, stored.seq)
     return True
 
 

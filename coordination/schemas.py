@@ -46,11 +46,14 @@ from pydantic import (
     field_validator,
 )
 
+from coordination.canonical import MAX_SAFE_INTEGER
+
 VERSION = "0.1"
 KNOWN_TYPES = frozenset(
     {"hello", "heartbeat", "orientation", "route_request", "route_response", "focus_snapshot"}
 )
-MAX_SAFE_INTEGER = 2**53 - 1
+# Who ltpdash is on the wire: the sender of every frame it emits.
+LTPDASH = "ltpdash"
 
 
 class FrameError(Exception):
@@ -279,6 +282,14 @@ class Branch(BaseModel):
     path: Text = None
     status: Text = None
 
+    @property
+    def named_action(self) -> str:
+        """The action this branch would take: `action`, else `targetState`; "" for a plain
+        `escalate` branch or none."""
+        named = self.action if self.action != "escalate" else ""
+        target = (self.model_extra or {}).get("targetState")
+        return named or (target if isinstance(target, str) else "")
+
 
 def _branches(value: Any) -> Any:
     if isinstance(value, dict):
@@ -303,6 +314,18 @@ class FocusSnapshotView(PayloadView):
     coordination_id: Text = None
     state: Text = None
     health: Text = None
+    status: Text = None  # "resolved" closes the coordination, "open" reopens it
+    reason: Text = None  # on a hand-off: who took over and why
+    owner: Text = None
+
+
+class PresenceView(PayloadView):
+    """ltpdash's own presence frames (agents cannot send this type to any effect)."""
+
+    agent: Text = None
+    presence: Text = None
+    previous: Text = None
+    reason: Text = None
 
 
 VIEWS: dict[str, type[PayloadView]] = {
@@ -312,10 +335,18 @@ VIEWS: dict[str, type[PayloadView]] = {
     "route_request": RouteRequestView,
     "route_response": RouteResponseView,
     "focus_snapshot": FocusSnapshotView,
+    "presence": PresenceView,
 }
 
 
 V = TypeVar("V", bound=PayloadView)
+
+
+def view_of(type_: str, payload: dict[str, Any]) -> PayloadView | None:
+    """A stored frame's payload read through its type's view (warnings dropped: they were
+    attached when the frame came in); None for a type without one."""
+    view = VIEWS.get(type_)
+    return read_payload(view, payload)[0] if view is not None else None
 
 
 def read_payload(view: type[V], payload: dict[str, Any]) -> tuple[V, list[str]]:
@@ -343,7 +374,10 @@ class Outcome:
     duplicate: bool = False
     warnings: list[str] = field(default_factory=list)
     error: FrameError | None = None
-    type: str | None = None  # the acknowledged frame's type (not sent; the consumer reads it)
+    # Not sent; what the consumer reads: the acknowledged frame's type, and the key of the
+    # coordination it was stored in (a hello's continuity replay starts from it).
+    type: str | None = None
+    coordination_key: str | None = None
 
     def to_frame(self) -> dict[str, Any]:
         if self.error is not None:
@@ -366,13 +400,13 @@ class Outcome:
 def emitted(
     type_: str,
     payload: dict[str, Any],
-    sender: str = "ltpdash",
+    sender: str = LTPDASH,
     frame_id: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     frame = {
         "v": VERSION,
-        "id": frame_id or new_id("ltpdash"),
+        "id": frame_id or new_id(LTPDASH),
         "ts": int(time.time() * 1000),
         "type": type_,
         "from": sender,

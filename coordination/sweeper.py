@@ -1,7 +1,7 @@
 """The sweeper: acts on stored deadlines that have passed.
 
     heartbeat_deadline passed, agent connected   → silent (a presence frame)
-    route request deadline passed, no answer     → next rung of the ladder (routing.timed_out)
+    route request deadline passed, no answer     → next rung of the ladder (decisions.timed_out)
     escalation deadline passed, nobody decided   → the default or the next tier (decisions.expire)
 
 Like healthchecks' sendalerts: each pass reads the rows whose deadline has passed (indexed
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
-from coordination import decisions, presence, routing
-from coordination.events import Events
+from coordination import decisions, events, presence
 from coordination.models import (
     Agent,
     Coordination,
@@ -35,46 +35,39 @@ from coordination.models import (
 BATCH = 100
 
 
-def sweep(now=None) -> list[str]:
+def sweep(now: datetime | None = None) -> list[str]:
     """One pass. Returns a short line per change this sweeper applied.
 
     Each change commits on its own; their events are published together at the end."""
     now = now or timezone.now()
-    events = Events()
-    try:
-        return [
-            *silence_agents(now, events),
-            *time_out_requests(now, events),
-            *expire_escalations(now, events),
-        ]
-    finally:
-        events.flush_sync()
+    with events.collecting():
+        return [*silence_agents(now), *time_out_requests(now), *expire_escalations(now)]
 
 
-def silence_agents(now, events: Events) -> list[str]:
+def silence_agents(now: datetime) -> list[str]:
     lines = []
     overdue = Agent.objects.filter(
         presence=Presence.ONLINE, connections__gt=0, heartbeat_deadline__lte=now
     ).order_by("heartbeat_deadline")[:BATCH]
     for agent in overdue:
-        if presence.silenced(agent, events, now):
+        if presence.silenced(agent, now):
             lines.append(f"{agent.name}: silent (heartbeat overdue since {_hms(agent)})")
     return lines
 
 
-def time_out_requests(now, events: Events) -> list[str]:
+def time_out_requests(now: datetime) -> list[str]:
     lines = []
     overdue = RouteRequest.objects.filter(status=RequestStatus.OPEN, deadline__lte=now).order_by(
         "deadline"
     )[:BATCH]
     for request in overdue.values_list("pk", "coordination_id", "deadline"):
-        line = _time_out(*request, events)
+        line = _time_out(*request)
         if line:
             lines.append(line)
     return lines
 
 
-def _time_out(pk, coordination_pk, deadline, events: Events) -> str | None:
+def _time_out(pk: int, coordination_pk: int, deadline: datetime) -> str | None:
     with transaction.atomic():
         # The chain's lock first (the order ingest takes), then the claim on the deadline read.
         coordination = Coordination.locked(coordination_pk)
@@ -87,7 +80,7 @@ def _time_out(pk, coordination_pk, deadline, events: Events) -> str | None:
             pk=pk
         )
         request.coordination, request.deadline = coordination, deadline
-        routing.timed_out(request, events)
+        decisions.timed_out(request)
     step = (
         f"routed to {request.assigned_to.name}"
         if request.status == RequestStatus.OPEN and request.assigned_to
@@ -96,7 +89,7 @@ def _time_out(pk, coordination_pk, deadline, events: Events) -> str | None:
     return f"{coordination.key}: request {request.ltp_id} timed out; {step}"
 
 
-def expire_escalations(now, events: Events) -> list[str]:
+def expire_escalations(now: datetime) -> list[str]:
     lines = []
     overdue = (
         Escalation.objects.filter(status=EscalationStatus.PENDING, deadline__lte=now)
@@ -105,7 +98,7 @@ def expire_escalations(now, events: Events) -> list[str]:
     )
     for escalation in overdue:
         tier = escalation.tier
-        if decisions.expire(escalation, events):
+        if decisions.expire(escalation):
             escalation.refresh_from_db()
             what = (
                 "moved to tier 2 (admins)"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from coordination.canonical import (
     GENESIS,
@@ -13,7 +17,7 @@ from coordination.canonical import (
     parse_json,
 )
 
-__all__ = ["TraceVerdict", "trace_entry_line", "verify_trace"]
+__all__ = ["TraceVerdict", "trace_entry_line", "trace_response", "verify_trace"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +115,20 @@ def trace_entry_line(
         f'"frame":{canonical_frame_text},'
         f'"prev_hash":{canonical(prev_hash)},"hash":{canonical(hash)}}}'
     )
+
+
+# Characters a header cannot carry (newlines, NUL, other controls) or that would split a path.
+_UNSAFE_IN_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def trace_response(coordination_key: str, lines: Iterator[str]) -> StreamingHttpResponse:
+    """A coordination's audit trace as a JSON Lines download, streamed.
+
+    The file is named after the coordination's id, which an agent chose: control characters
+    and slashes become `_`, and non-ASCII names travel as RFC 6266 `filename*`."""
+    response = StreamingHttpResponse(
+        (line + "\n" for line in lines), content_type="application/jsonl; charset=utf-8"
+    )
+    filename = _UNSAFE_IN_FILENAME.sub("_", coordination_key) + ".audit.trace.jsonl"
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response

@@ -1,12 +1,43 @@
-from django.urls import include, path
+"""Every URL of the app: the agents' HTTP API, then the operator console."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from django.views.generic import RedirectView
 
 from coordination import api
+from coordination.views import agents, escalations, handoff, operators, pages, routing
 
 urlpatterns = [
     path("api/v1/frames", api.frames, name="api-frames"),
     path("api/v1/coordinations/<str:key>/context", api.context, name="api-context"),
     path("api/v1/coordinations/<str:key>/trace", api.trace, name="api-trace"),
     path("conformance/verify", api.conformance_verify, name="conformance-verify"),
-    path("", include("coordination.views.console_urls")),
-    path("", include("coordination.views.routing_urls")),
+    path("", RedirectView.as_view(pattern_name="coordination-list"), name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("coordinations/", pages.coordination_list, name="coordination-list"),
+    path("coordinations/<str:key>/", pages.coordination_detail, name="coordination-detail"),
+    path(
+        "coordinations/<str:key>/timeline/",
+        pages.coordination_timeline,
+        name="coordination-timeline",
+    ),
+    path(
+        "coordinations/<str:key>/trace.jsonl",
+        pages.coordination_trace,
+        name="coordination-trace",
+    ),
+    path("coordinations/<str:key>/take-over/", handoff.take_over, name="coordination-take-over"),
+    path("coordinations/<str:key>/hand-off/", handoff.hand_off, name="coordination-hand-off"),
+    path("escalations/", escalations.escalation_inbox, name="escalation-inbox"),
+    path("escalations/<int:pk>/decide/", escalations.decide, name="escalation-decide"),
+    path("agents/", agents.agent_list, name="agent-list"),
+    path("agents/new/", agents.agent_create, name="agent-create"),
+    path("agents/<int:pk>/rotate/", agents.agent_rotate, name="agent-rotate"),
+    path("operators/", operators.operator_list, name="operator-list"),
+    path("operators/new/", operators.operator_create, name="operator-create"),
+    path("operators/<int:pk>/role/", operators.operator_role, name="operator-role"),
+    path("routing/", routing.routing_table, name="routing-table"),
+    path("routing/rules/", routing.rule_save, name="routing-rule-save"),
+    path("routing/rules/<int:pk>/delete/", routing.rule_delete, name="routing-rule-delete"),
 ]

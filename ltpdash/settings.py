@@ -212,3 +212,6 @@ CRITICAL_ACTIONS = [
 ]
 CRITICAL_APPROVALS = env_int("LTPDASH_CRITICAL_APPROVALS", 1, minimum=1)
 SWEEP_INTERVAL = float(env_int("LTPDASH_SWEEP_INTERVAL_MS", 1000, minimum=50)) / 1000
+# How often a connected agent's socket looks in its outbox for frames no event announced
+# (the sweeper's, on the in-memory layer; or dropped by a full channel). The safety net only.
+OUTBOX_CHECK_SECONDS = env_int("LTPDASH_OUTBOX_CHECK_MS", 2000, minimum=10) / 1000

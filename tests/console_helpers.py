@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from django.test import Client
 
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import Agent, Coordination, Escalation, Presence
 from tests import seed
@@ -23,7 +22,7 @@ SEED_RESPONSE = {"id": "seed-2", "coordination_id": KEY, **seed.SEED_RESPONSE}
 
 def send(agent: Agent, data) -> list:
     """Ingest as if `agent` sent `data`, publishing nothing (no socket is listening)."""
-    outcomes = ingest(agent, data, Events())
+    outcomes = ingest(agent, data)
     assert all(o.error is None for o in outcomes), [o.error.message for o in outcomes if o.error]
     return outcomes
 

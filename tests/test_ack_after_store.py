@@ -72,7 +72,7 @@ def orientation(frame_id="o-1"):
 
 
 def _stored(frame_id):
-    return Frame.objects.filter(sender="triage-agent", frame_id=frame_id).count()
+    return Frame.objects.filter(sender="triage-agent", ltp_id=frame_id).count()
 
 
 def _anything_kept():

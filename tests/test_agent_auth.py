@@ -111,7 +111,7 @@ async def test_socket_fills_in_a_missing_from_with_the_agents_own_name(agents):
     finally:
         await socket.disconnect()
 
-    frame = await Frame.objects.aget(frame_id="anon")
+    frame = await Frame.objects.aget(ltp_id="anon")
     assert frame.sender == "metrics-agent"
     assert frame.data["from"] == "metrics-agent"
 

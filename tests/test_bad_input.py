@@ -97,7 +97,7 @@ def _counts():
 def _sent_by_triage():
     # Not a count of all frames: daphne records the disconnect (a presence frame) on its own
     # schedule.
-    return list(Frame.objects.filter(sender="triage-agent").values_list("frame_id", flat=True))
+    return list(Frame.objects.filter(sender="triage-agent").values_list("ltp_id", flat=True))
 
 
 async def _ack_after(socket, good_id):
@@ -198,7 +198,7 @@ async def test_unknown_type_is_stored_and_acked_with_a_warning(agents):
     assert ack["payload"]["duplicate"] is False
     [warning] = ack["payload"]["warnings"]
     assert "telepathy" in warning
-    stored = await Frame.objects.aget(frame_id="future-1")
+    stored = await Frame.objects.aget(ltp_id="future-1")
     assert stored.type == "telepathy"
     assert stored.payload == {"x": 1}
     assert stored.warnings == ack["payload"]["warnings"]
@@ -216,7 +216,7 @@ def test_unknown_type_over_http_is_stored_and_acked_with_a_warning(client, agent
     [ack] = response.json()["frames"]
     assert ack["type"] == "ack"
     assert "telepathy" in ack["payload"]["warnings"][0]
-    assert Frame.objects.filter(frame_id="future-2", type="telepathy").exists()
+    assert Frame.objects.filter(ltp_id="future-2", type="telepathy").exists()
 
 
 @socket_test
@@ -242,7 +242,7 @@ async def test_bundle_with_a_non_object_value_refuses_only_that_frame(agents):
     assert first["payload"]["frame_id"] == "b-1:orientation"
     assert second["type"] == "ack"
     assert second["payload"]["frame_id"] == "b-1:route_request"
-    ids = [f async for f in Frame.objects.filter(sender="triage-agent").values_list("frame_id")]
+    ids = [f async for f in Frame.objects.filter(sender="triage-agent").values_list("ltp_id")]
     assert ids == [("b-1:route_request",)]
 
 

@@ -44,7 +44,7 @@ async def until(condition, what: str, attempts: int = 500):
 
 
 def _copies(sender, frame_id):
-    return Frame.objects.filter(sender=sender, frame_id=frame_id).count()
+    return Frame.objects.filter(sender=sender, ltp_id=frame_id).count()
 
 
 SNAPSHOT = {"type": "focus_snapshot", "payload": {"state": "checking the queue"}}

@@ -7,7 +7,6 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import Agent
 
@@ -74,7 +73,6 @@ def test_createagent_rotate_replaces_the_token(client):
 
 
 def _incident(agents):
-    events = Events()
     outcomes = ingest(
         agents.triage,
         {
@@ -84,7 +82,6 @@ def _incident(agents):
             "route_request": {"target": "human", "need": "queue depth — ünïcode ✓"},
             "focus_snapshot": {"state": "pending", "ratio": 0.07, "big": 1e21},
         },
-        events,
     )
     assert all(o.error is None for o in outcomes)
 

@@ -5,7 +5,6 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from coordination.decisions import APPROVE, decide
-from coordination.events import Events
 from coordination.models import Frame
 from coordination.trace import verify_trace
 from tests.conftest import agent_socket
@@ -31,8 +30,7 @@ async def _hello(socket, frame_id: str) -> None:
 
 async def test_hello_replays_snapshot_orientation_then_the_owed_decision(agents, operators):
     escalation = await sync_to_async(seed)(agents)  # triage asked, metrics escalated
-    events = Events()
-    await sync_to_async(decide)(escalation.pk, operators["alice"], APPROVE, "page them", events)
+    await sync_to_async(decide)(escalation.pk, operators["alice"], APPROVE, "page them")
 
     socket = agent_socket(agents.triage_token)
     assert (await socket.connect())[0]

@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import Agent, Coordination, Frame, Presence
 
@@ -16,13 +15,13 @@ def send(agent, frame_id, type, payload=None, **extra):
     frame = {"v": "0.1", "id": frame_id, "ts": 1764000000000, "type": type, "payload": {}}
     frame["payload"] = payload or {}
     frame.update(extra)
-    [outcome] = ingest(Agent.objects.get(pk=agent.pk), frame, Events())
+    [outcome] = ingest(Agent.objects.get(pk=agent.pk), frame)
     assert outcome.error is None, outcome.error
     return outcome
 
 
 def coordination_of(sender, frame_id):
-    stored = Frame.objects.select_related("coordination").get(sender=sender, frame_id=frame_id)
+    stored = Frame.objects.select_related("coordination").get(sender=sender, ltp_id=frame_id)
     return stored.coordination.key if stored.coordination else None
 
 
@@ -85,7 +84,7 @@ def test_frames_that_declare_nothing_do_not_change_the_declared_coordination(age
 def test_a_bare_hello_belongs_to_no_coordination(agents):
     outcome = send(agents.triage, "h-1", "hello", {"role": "triage-agent"})
 
-    stored = Frame.objects.get(frame_id="h-1")
+    stored = Frame.objects.get(ltp_id="h-1")
     assert stored.coordination is None
     assert (stored.seq, stored.hash) == (None, "")
     assert (outcome.seq, outcome.hash) == (None, None)
@@ -99,7 +98,7 @@ def test_a_heartbeat_is_presence_only(agents):
     outcome = send(agents.triage, "hb-1", "heartbeat", {"seq": 1})
 
     assert outcome.duplicate is False
-    assert not Frame.objects.filter(frame_id="hb-1").exists()
+    assert not Frame.objects.filter(ltp_id="hb-1").exists()
     assert Agent.objects.get(pk=agents.triage.pk).heartbeat_deadline is not None
 
 
@@ -122,7 +121,7 @@ def test_ts_earlier_than_the_senders_previous_is_kept_and_flagged(agents):
     assert "earlier" in earlier.warnings[0]
     # Still earlier than the newest ts seen (2000), not just the one before it.
     assert "earlier" in later.warnings[0]
-    stored = Frame.objects.get(frame_id="s-2")
+    stored = Frame.objects.get(ltp_id="s-2")
     assert stored.warnings == earlier.warnings
     assert stored.data["ts"] == 1000
     assert stored.ts == datetime.fromtimestamp(1, tz=UTC)
@@ -148,7 +147,7 @@ def test_ts_order_is_per_sender(agents):
 def test_iso_ts_is_accepted_kept_raw_and_stored_normalised(agents, ts, expected):
     send(agents.triage, "s-1", "focus_snapshot", {}, coordination_id="c", ts=ts)
 
-    stored = Frame.objects.get(frame_id="s-1")
+    stored = Frame.objects.get(ltp_id="s-1")
     assert stored.data["ts"] == ts  # the raw value, as sent and as hashed
     assert stored.ts == expected
     assert Agent.objects.get(pk=agents.triage.pk).last_ts_ms == int(expected.timestamp() * 1000)

@@ -6,7 +6,6 @@ import pytest
 from django.test import override_settings
 
 from coordination.decisions import APPROVE, REJECT, decide
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import (
     Agent,
@@ -32,7 +31,7 @@ def online(agents):
 
 
 def send(agent, frame_or_bundle):
-    outcomes = ingest(agent, frame_or_bundle, Events())
+    outcomes = ingest(agent, frame_or_bundle)
     assert all(o.error is None for o in outcomes), [o.error.message for o in outcomes if o.error]
     return outcomes
 
@@ -145,14 +144,13 @@ def test_critical_escalation_needs_two_different_approvers(online, operators):
     escalation = Escalation.objects.get(route_request=request)
     assert escalation.required_approvals == 2
 
-    first = decide(escalation.pk, operators["alice"], APPROVE, "looks right", Events())
+    first = decide(escalation.pk, operators["alice"], APPROVE, "looks right")
     assert not first.decided
-    assert not first.refused
     assert first.message.startswith("1 of 2 approvals")
     assert Escalation.objects.get(pk=escalation.pk).status == EscalationStatus.PENDING
     assert not Frame.objects.filter(sender__startswith="human:").exists()
 
-    second = decide(escalation.pk, operators["bob"], APPROVE, "agreed", Events())
+    second = decide(escalation.pk, operators["bob"], APPROVE, "agreed")
     assert second.decided
     escalation.refresh_from_db()
     assert escalation.status == EscalationStatus.APPROVED
@@ -167,8 +165,8 @@ def test_the_same_approver_twice_does_not_count_twice(online, operators):
     request = ask(online.triage, {"target": "metrics-agent", "action": "modify_system"})
     escalation = Escalation.objects.get(route_request=request)
 
-    decide(escalation.pk, operators["alice"], APPROVE, "yes", Events())
-    again = decide(escalation.pk, operators["alice"], APPROVE, "yes, really", Events())
+    decide(escalation.pk, operators["alice"], APPROVE, "yes")
+    again = decide(escalation.pk, operators["alice"], APPROVE, "yes, really")
 
     assert not again.decided
     assert again.message.startswith("1 of 2 approvals")
@@ -182,7 +180,7 @@ def test_one_rejection_is_enough_to_stop_a_critical_action(online, operators):
     request = ask(online.triage, {"target": "metrics-agent", "action": "modify_system"})
     escalation = Escalation.objects.get(route_request=request)
 
-    result = decide(escalation.pk, operators["alice"], REJECT, "not during the incident", Events())
+    result = decide(escalation.pk, operators["alice"], REJECT, "not during the incident")
 
     assert result.decided
     escalation.refresh_from_db()
@@ -197,4 +195,4 @@ def test_ordinary_escalation_needs_one_approver_whatever_the_setting(online, ope
     assert escalation.rule_id == ""
     assert escalation.required_approvals == 1
 
-    assert decide(escalation.pk, operators["alice"], APPROVE, "go", Events()).decided
+    assert decide(escalation.pk, operators["alice"], APPROVE, "go").decided

@@ -81,7 +81,7 @@ async def test_decision_made_while_agent_offline_arrives_once_on_reconnect(live,
             lambda: Delivery.objects.filter(pk=delivery.pk, acked_at__isnull=False).exists(),
             "the agent's ack is stored",
         )
-    assert decision["id"] == delivery.frame.frame_id
+    assert decision["id"] == delivery.frame.ltp_id
     assert decision["payload"]["in_reply_to"] == escalation.in_reply_to
     assert decision["payload"]["branches"] == [
         {"action": "approve", "reason": "page the DB on-call", "decided_by": "alice"}

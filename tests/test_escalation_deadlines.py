@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
-from coordination.events import Events
 from coordination.models import (
     Coordination,
     Delivery,
@@ -101,8 +100,8 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
         assert escalation.decided_by is None
         assert escalation.decided_by_name == "ltpdash"
         assert escalation.note == branch["reason"]
-        assert escalation.decision_frame.frame_id == decision["id"]
-        assert Frame.objects.filter(coordination__key=KEY, frame_id=decision["id"]).count() == 1
+        assert escalation.decision_frame.ltp_id == decision["id"]
+        assert Frame.objects.filter(coordination__key=KEY, ltp_id=decision["id"]).count() == 1
 
     await check()
     verdict = await verified_trace()
@@ -156,18 +155,16 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
             assert escalation.status == EscalationStatus.PENDING
             assert escalation.tier == 2
             assert escalation.deadline > timezone.now()  # a fresh deadline for the admins
-            step = Frame.objects.get(coordination__key=KEY, frame_id=notice["id"])
+            step = Frame.objects.get(coordination__key=KEY, ltp_id=notice["id"])
             assert step.sender == "ltpdash"
             return escalation
 
         escalation = await moved()
         assert await sweep_once("next_tier") == ""  # moved once
 
-        events = Events()
         result = await sync_to_async(decide)(
-            escalation.pk, operators["ada"], APPROVE, "page the DB on-call", events
+            escalation.pk, operators["ada"], APPROVE, "page the DB on-call"
         )
-        await events.flush()
         assert result.decided
         decision = await metrics.receive(type="route_response", where=about(escalated, "human:ada"))
         assert decision["payload"]["branches"][0]["action"] == "approve"

@@ -3,7 +3,6 @@ each step, the guardrails that applied when the agent took it."""
 
 import pytest
 
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import Frame
 
@@ -22,9 +21,9 @@ def send(agent, data, key=KEY):
         data = {"v": "0.1", "ts": 1764000000000, "coordination_id": key, **data}
     else:
         data = {"coordination_id": key, **data}
-    outcomes = ingest(agent, data, Events())
+    outcomes = ingest(agent, data)
     assert all(o.error is None for o in outcomes)
-    return [Frame.objects.get(sender=agent.name, frame_id=o.frame_id) for o in outcomes]
+    return [Frame.objects.get(sender=agent.name, ltp_id=o.frame_id) for o in outcomes]
 
 
 def guardrails(frame: Frame) -> list[str] | None:
@@ -118,7 +117,7 @@ def test_timeline_shows_the_guardrails_in_force_with_each_action(agents, operato
     page = client.get(f"/coordinations/{KEY}/").content.decode()
 
     def row(frame_id: str) -> str:
-        seq = Frame.objects.get(sender="triage-agent", frame_id=frame_id).seq
+        seq = Frame.objects.get(sender="triage-agent", ltp_id=frame_id).seq
         start = page.index(f'id="frame-{seq}"')
         return page[start : page.index("</li>", start)]
 

@@ -52,7 +52,7 @@ def test_one_frame_is_stored_and_acked(client, agents):
     assert ack["payload"] == {
         "frame_id": "o-1",
         "seq": 0,
-        "hash": Frame.objects.get(frame_id="o-1").hash,
+        "hash": Frame.objects.get(ltp_id="o-1").hash,
         "duplicate": False,
         "warnings": [],
     }
@@ -94,7 +94,7 @@ def test_a_bundle_is_its_frames_in_key_order_with_server_assigned_ids(client, ag
     ids = [a["payload"]["frame_id"] for a in acks]
     assert all(fid.startswith("srv-") for fid in ids)
     stored = Frame.objects.filter(coordination__key=KEY).order_by("seq")
-    assert [(f.frame_id, f.type) for f in stored] == [
+    assert [(f.ltp_id, f.type) for f in stored] == [
         (ids[0], "orientation"),
         (ids[1], "focus_snapshot"),
     ]

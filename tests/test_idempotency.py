@@ -37,7 +37,7 @@ def effects(frame_id="rr-1"):
     """What a route_request to a human sets in motion: the stored frame, the request, the
     escalation, and the chain entries (the request plus ltpdash's escalate step)."""
     return {
-        "stored": Frame.objects.filter(sender="triage-agent", frame_id=frame_id).count(),
+        "stored": Frame.objects.filter(sender="triage-agent", ltp_id=frame_id).count(),
         "requests": RouteRequest.objects.filter(ltp_id=frame_id).count(),
         "escalations": Escalation.objects.count(),
         # Presence changes (the socket closing) are chain entries too, but not effects.
@@ -113,7 +113,7 @@ async def test_retried_frame_with_changed_content_keeps_the_first_version(agents
         await socket.disconnect()
 
     _assert_same_ack(first, second)
-    stored = await Frame.objects.aget(frame_id="rr-1")
+    stored = await Frame.objects.aget(ltp_id="rr-1")
     assert stored.payload["need"] == "approve the failover"
 
 
@@ -151,7 +151,7 @@ async def test_two_agents_may_use_the_same_id(agents):
         assert ack["type"] == "ack"
         assert ack["payload"]["duplicate"] is False
 
-    senders = Frame.objects.filter(frame_id="shared-id").order_by("sender").values_list("sender")
+    senders = Frame.objects.filter(ltp_id="shared-id").order_by("sender").values_list("sender")
     assert [s async for (s,) in senders] == ["metrics-agent", "triage-agent"]
 
 

@@ -7,7 +7,6 @@ import pytest
 from django.utils import timezone
 
 from coordination import presence, sweeper
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import Agent, Frame, Presence
 
@@ -19,7 +18,7 @@ KEY = "incident-4821"
 def hello(agent):
     data = {"v": "0.1", "id": "h1", "ts": 1764000000000, "type": "hello",
             "payload": {"coordination_id": KEY}}  # fmt: skip
-    assert all(o.error is None for o in ingest(agent, data, Events()))
+    assert all(o.error is None for o in ingest(agent, data))
 
 
 def connected_and_overdue(agent, connections=1):
@@ -54,9 +53,9 @@ def test_heartbeat_landing_after_the_sweepers_read_keeps_the_agent_online(agents
     read_by_sweeper = Agent.objects.get(pk=agents.metrics.pk)
 
     # The heartbeat arrives between the sweeper's read and its claim.
-    presence.saw_agent(Agent.objects.get(pk=agents.metrics.pk), Events(), heartbeat=True)
+    presence.saw_agent(Agent.objects.get(pk=agents.metrics.pk), heartbeat=True)
 
-    assert not presence.silenced(read_by_sweeper, Events())
+    assert not presence.silenced(read_by_sweeper)
     assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
 
 
@@ -66,7 +65,7 @@ def test_heartbeat_of_a_silent_agent_brings_it_back_even_from_a_stale_object(age
     connected_and_overdue(agents.metrics)
     sweeper.sweep()
 
-    presence.saw_agent(stale, Events(), heartbeat=True)
+    presence.saw_agent(stale, heartbeat=True)
 
     assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
     reasons = [f.payload["reason"] for f in Frame.objects.filter(type="presence").order_by("seq")]

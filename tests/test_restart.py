@@ -8,7 +8,6 @@ from asgiref.sync import sync_to_async
 
 from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
-from coordination.events import Events
 from coordination.models import Escalation
 from tests.conftest import start_daphne, stop_daphne, until_acked
 from tests.console_helpers import KEY, SEED_RESPONSE
@@ -38,7 +37,7 @@ async def test_decision_made_while_the_server_is_down_arrives_once_after_restart
 
     escalation = await sync_to_async(Escalation.objects.get)(coordination__key=KEY)
     result = await sync_to_async(decide)(
-        escalation.pk, operators["alice"], APPROVE, "page the DB on-call", Events()
+        escalation.pk, operators["alice"], APPROVE, "page the DB on-call"
     )
     assert result.decided
     decision_id = f"decision-{escalation.pk}"

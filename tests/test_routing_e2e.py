@@ -175,7 +175,7 @@ async def test_request_to_an_offline_target_goes_to_the_fallback_agent_with_the_
         assert request.tried == ["metrics-agent", "metrics-agent-b"]
         # Never handed to the offline agent's outbox.
         assert not Delivery.objects.filter(agent=agents.metrics, frame=request.frame).exists()
-        fallback_frame = Frame.objects.get(coordination__key=KEY, frame_id=step["id"])
+        fallback_frame = Frame.objects.get(coordination__key=KEY, ltp_id=step["id"])
         assert fallback_frame.sender == "ltpdash"
         assert fallback_frame.seq > request.frame.seq
 
@@ -268,7 +268,7 @@ async def test_request_with_no_fallback_left_becomes_an_escalation_with_the_reas
         assert escalation.reason == branch["reason"]
         assert escalation.agent == agents.triage
         assert escalation.in_reply_to == asked  # the human's decision answers the request
-        assert escalation.frame.frame_id == step["id"]
+        assert escalation.frame.ltp_id == step["id"]
         assert not Delivery.objects.filter(agent=agents.metrics).exists()
 
     await check()

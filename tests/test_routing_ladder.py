@@ -3,7 +3,6 @@
 
 import pytest
 
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import (
     Agent,
@@ -26,7 +25,7 @@ def frame(frame_id, type_, payload):
 
 
 def send(agent, data):
-    outcomes = ingest(agent, data, Events())
+    outcomes = ingest(agent, data)
     assert all(o.error is None for o in outcomes)
 
 
@@ -120,5 +119,5 @@ def test_a_late_answer_is_forwarded_but_does_not_reopen_the_request(agents):
     request.refresh_from_db()
     assert request.status == RequestStatus.ANSWERED
     assert request.response_frame == first_answer
-    late = request.coordination.frames.get(sender="metrics-agent", frame_id="m-1")
+    late = request.coordination.frames.get(sender="metrics-agent", ltp_id="m-1")
     assert Delivery.objects.filter(agent=agents.triage, frame=late).exists()

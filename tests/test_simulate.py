@@ -17,7 +17,6 @@ import pytest
 from django.core.management import call_command
 
 from coordination.decisions import APPROVE, decide
-from coordination.events import Events
 from coordination.models import (
     Coordination,
     Escalation,
@@ -117,6 +116,4 @@ def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_
     assert verdict.entries == Frame.objects.filter(coordination=coordination).count()
 
     # ... and a human can decide what it left waiting.
-    assert decide(
-        escalation.pk, operators["alice"], APPROVE, "page the DB on-call", Events()
-    ).decided
+    assert decide(escalation.pk, operators["alice"], APPROVE, "page the DB on-call").decided

@@ -16,7 +16,6 @@ from django.db import connection
 from django.db.models import F
 
 from coordination import sweeper
-from coordination.events import Events
 from coordination.ingest import ingest
 from coordination.models import (
     Agent,
@@ -49,7 +48,7 @@ def frame(frame_id, type_, payload):
 
 
 def send(agent, data):
-    outcomes = ingest(agent, data, Events())
+    outcomes = ingest(agent, data)
     assert all(o.error is None for o in outcomes)
 
 
@@ -132,7 +131,7 @@ def test_two_sweepers_expire_each_escalation_once(overdue):
     expired = [line for line in first + second if "default applied" in line]
     assert len(expired) == N
     assert Escalation.objects.filter(status=EscalationStatus.REJECTED).count() == N
-    decisions = Frame.objects.filter(coordination__key=KEY, frame_id__startswith="decision-")
+    decisions = Frame.objects.filter(coordination__key=KEY, ltp_id__startswith="decision-")
     assert decisions.count() == N
 
 

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from coordination.canonical import canonical
 from coordination.models import Coordination, Frame, Orientation
-from coordination.views.present import TIMELINE_PAGE
+from coordination.present import TIMELINE_PAGE
 from tests.console_helpers import send
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def build(key: str, count: int, agent) -> Coordination:
                 seq=seq,
                 prev_hash=f"{seq:064x}",
                 hash=f"{seq + 1:064x}",
-                frame_id=frame["id"],
+                ltp_id=frame["id"],
                 sender=agent.name,
                 agent=agent,
                 type=kind,

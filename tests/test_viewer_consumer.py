@@ -10,8 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client, override_settings
 
-from coordination import decisions
-from coordination.events import Events
+from coordination import decisions, events
 from coordination.ingest import ingest
 from coordination.models import Coordination, Escalation
 from ltpdash.asgi import application
@@ -49,16 +48,14 @@ async def _until(communicator, text: str, timeout: float = 10) -> str:
 
 async def _published(agent, data) -> None:
     """Ingest as the socket would: store, then publish the events after commit."""
-    events = Events()
-    await sync_to_async(ingest)(agent, data, events)
-    await events.flush()
+    async with events.acollecting():
+        await sync_to_async(ingest)(agent, data)
 
 
 async def _approved(escalation, user, note: str) -> None:
     """`user` approves, and the events go out as the decide view sends them."""
-    events = Events()
-    await sync_to_async(decisions.decide)(escalation.pk, user, decisions.APPROVE, note, events)
-    await events.flush()
+    async with events.acollecting():
+        await sync_to_async(decisions.decide)(escalation.pk, user, decisions.APPROVE, note)
 
 
 async def test_a_socket_without_a_session_is_refused(agents):

@@ -7,6 +7,7 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils import timezone
 from django.utils.html import format_html
 
+from coordination import present
 from coordination.roles import role_of
 
 register = template.Library()
@@ -36,14 +37,10 @@ def operator_role(user) -> str:
 
 @register.simple_tag
 def pending_escalations() -> int:
-    from coordination.views.present import pending_count
-
-    return pending_count()
+    return present.pending_count()
 
 
 @register.filter
 def pretty(frame) -> str:
     """A stored frame as indented JSON text (escaped by the template like any text)."""
-    from coordination.views.present import pretty as pretty_frame
-
-    return pretty_frame(frame)
+    return present.pretty(frame)

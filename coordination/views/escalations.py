@@ -10,10 +10,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from coordination import decisions
-from coordination.events import Events
+from coordination import decisions, events, present
 from coordination.models import Escalation
-from coordination.views import present
 from coordination.views.access import require_perm
 
 
@@ -64,16 +62,14 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     form = DecisionForm(request.POST)
     message = ""
     if form.is_valid():
-        events = Events()
-        result = decisions.decide(
-            escalation.pk,
-            request.user,
-            form.cleaned_data["verdict"],
-            form.cleaned_data["note"],
-            events,
-            instructions=form.cleaned_data["instructions"],
-        )
-        events.flush_sync()
+        with events.collecting():
+            result = decisions.decide(
+                escalation.pk,
+                request.user,
+                form.cleaned_data["verdict"],
+                form.cleaned_data["note"],
+                instructions=form.cleaned_data["instructions"],
+            )
         message = result.message
         if not request.htmx:
             level = messages.SUCCESS if result.decided else messages.WARNING

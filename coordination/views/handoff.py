@@ -8,10 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from coordination import decisions
-from coordination.events import Events
+from coordination import decisions, events, present
 from coordination.models import Coordination
-from coordination.views import present
 from coordination.views.access import require_perm
 
 
@@ -46,15 +44,9 @@ def _done(
 @require_perm("take_over")
 def take_over(request: HttpRequest, key: str) -> HttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
-    events = Events()
-    decisions.handoff(
-        coordination.pk,
-        request.user,
-        request.user,
-        events,
-        note=request.POST.get("note", "")[:2000],
-    )
-    events.flush_sync()
+    with events.collecting():
+        note = request.POST.get("note", "")[:2000]
+        decisions.handoff(coordination.pk, request.user, request.user, note=note)
     return _done(request, coordination, f"You own {coordination.key} now.")
 
 
@@ -68,7 +60,6 @@ def hand_off(request: HttpRequest, key: str) -> HttpResponse:
             request, coordination, "Choose an operator who can decide escalations.", ok=False
         )
     to = form.cleaned_data["to"]
-    events = Events()
-    decisions.handoff(coordination.pk, request.user, to, events, note=form.cleaned_data["note"])
-    events.flush_sync()
+    with events.collecting():
+        decisions.handoff(coordination.pk, request.user, to, note=form.cleaned_data["note"])
     return _done(request, coordination, f"Handed {coordination.key} to {to.username}.")

@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from coordination.api import trace_response
-from coordination.context import rehydrate
+from coordination import present
 from coordination.models import Coordination
-from coordination.views import present
+from coordination.rehydrate import rehydrate
+from coordination.trace import trace_response
 from coordination.views.access import require_perm
-
-LIST_PAGE = 25
-
-
-def list_context(page_number) -> dict:
-    coordinations = Coordination.objects.select_related("owner").order_by("-last_activity", "pk")
-    page = Paginator(coordinations, LIST_PAGE).get_page(page_number)
-    return {
-        "page": page,
-        "rows": present.coordination_rows(list(page.object_list)),
-        "nav": "coordinations",
-    }
 
 
 @require_GET
 @require_perm("watch")
 def coordination_list(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "coordination/coordination_list.html", list_context(request.GET.get("page"))
+        request,
+        "coordination/coordination_list.html",
+        present.list_context(request.GET.get("page")),
     )
 
 
@@ -97,4 +86,5 @@ def coordination_timeline(request: HttpRequest, key: str) -> HttpResponse:
 @require_GET
 @require_perm("watch")
 def coordination_trace(request: HttpRequest, key: str) -> StreamingHttpResponse:
-    return trace_response(get_object_or_404(Coordination, key=key))
+    coordination = get_object_or_404(Coordination, key=key)
+    return trace_response(coordination.key, coordination.trace_lines())

@@ -27,12 +27,10 @@ class RoutingRuleForm(forms.Form):
 
     def clean_agents(self) -> list[str]:
         names = routing.agent_names(self.cleaned_data["agents"])
-        if not names:
-            raise forms.ValidationError("Name at least one agent.")
-        # A typo here would silently turn a fallback into an escalation: refuse it now.
-        unknown = sorted(set(names) - set(Agent.objects.values_list("name", flat=True)))
-        if unknown:
-            raise forms.ValidationError(f"No agent named {', '.join(unknown)}.")
+        try:
+            routing.check_agents(names)
+        except routing.InvalidRule as exc:
+            raise forms.ValidationError(str(exc)) from None
         return names
 
 

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from coordination import routing
-from coordination.models import Agent, RoutingChange, RoutingRule
+from coordination.models import RoutingChange, RoutingRule
 
 
 class Command(BaseCommand):
@@ -33,12 +33,11 @@ class Command(BaseCommand):
             raise CommandError("NEED must not be empty.")
         if action == "set":
             names = routing.agent_names(options["agents"])
-            if not names:
-                raise CommandError("Name at least one agent.")
-            unknown = sorted(set(names) - set(Agent.objects.values_list("name", flat=True)))
-            if unknown:
-                raise CommandError(f"No agent named {', '.join(unknown)}.")
-            if routing.set_rule(need, names, user=user, by=by) is None:
+            try:
+                unchanged = routing.set_rule(need, names, user=user, by=by) is None
+            except routing.InvalidRule as exc:
+                raise CommandError(str(exc)) from None
+            if unchanged:
                 self.stdout.write(f"{need} → {', '.join(names)}  (unchanged)")
             else:
                 self.stdout.write(f"{need} → {', '.join(names)}  (recorded, by {by})")

@@ -52,7 +52,7 @@ def rehydrate(coordination: Coordination, recent: int = RECENT_FRAMES) -> dict[s
                 "intent": o.intent,
                 "guardrails": o.guardrails,
                 "mode": o.mode,
-                "frame_id": o.frame.frame_id if o.frame_id else None,
+                "frame_id": o.frame.ltp_id if o.frame_id else None,
             }
             for o in orientations.select_related("frame")
         ],

@@ -7,11 +7,14 @@ templates autoescape them, and nothing here marks text safe.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 
 from coordination.decisions import agents_in
@@ -24,6 +27,15 @@ from coordination.models import (
     Orientation,
     RequestStatus,
     RouteRequest,
+)
+from coordination.schemas import (
+    Branch,
+    FocusSnapshotView,
+    HelloView,
+    OrientationView,
+    PresenceView,
+    RouteRequestView,
+    RouteResponseView,
 )
 
 TIMELINE_PAGE = 50
@@ -47,61 +59,52 @@ def _clip(text: str, length: int = SUMMARY_LENGTH) -> str:
 
 def summary(frame: Frame) -> str:
     """One line saying what a frame is about, for the timeline."""
-    payload = frame.payload
-    get = payload.get
-    kind = frame.type
+    view = frame.view
     parts: list[str] = []
-    if kind == "orientation":
-        parts = [as_text(v) for v in (get("role"), get("intent")) if v]
-        guardrails = get("guardrails")
-        if guardrails:
-            items = guardrails if isinstance(guardrails, list) else [guardrails]
-            parts.append("guardrails: " + "; ".join(as_text(g) for g in items))
-    elif kind == "route_request":
-        target = as_text(get("target") or frame.data.get("to") or "?")
-        parts = [f"→ {target}"]
-        for field in ("need", "intent", "goal", "action", "targetState"):
-            if get(field):
-                parts.append(f"{field}: {as_text(get(field))}")
-    elif kind == "route_response":
-        branches = get("branches")
-        if isinstance(branches, dict):
-            branches = list(branches.values())
-        for branch in branches if isinstance(branches, list) else []:
-            if isinstance(branch, dict):
-                words = [as_text(branch[k]) for k in ("action", "reason") if branch.get(k)]
-                if branch.get("decided_by"):
-                    words.append(f"by {as_text(branch['decided_by'])}")
-                parts.append(": ".join(words[:2]) + (" " + words[2] if len(words) > 2 else ""))
-        result = get("result")
-        if isinstance(result, dict):
-            parts.append(
-                "result: " + ", ".join(f"{k}={as_text(v)}" for k, v in list(result.items())[:6])
-            )
-        if get("in_reply_to"):
-            parts.append(f"in reply to {as_text(get('in_reply_to'))}")
-    elif kind == "focus_snapshot":
-        parts = [as_text(v) for v in (get("state"), get("health")) if v]
-        if get("reason"):
-            parts.append(as_text(get("reason")))
-        elif get("owner"):
-            parts.append(f"owner {as_text(get('owner'))}")
-    elif kind == "presence":
-        parts = [
-            f"{as_text(get('agent', '?'))}: {as_text(get('previous', '?'))} → "
-            f"{as_text(get('presence', '?'))}"
-        ]
-        if get("reason"):
-            parts.append(as_text(get("reason")))
-    elif kind == "hello":
-        parts = [as_text(v) for v in (get("role"), get("message")) if v]
-    if not parts and payload:
-        parts = [as_text(payload)]
+    if isinstance(view, OrientationView):
+        parts = [v for v in (view.role, view.intent) if v]
+        if view.guardrails:
+            parts.append("guardrails: " + "; ".join(view.guardrails))
+    elif isinstance(view, RouteRequestView):
+        parts = [f"→ {view.target or frame.data.get('to') or '?'}"]
+        for name in ("need", "intent", "goal", "action", "targetState"):
+            if getattr(view, name):
+                parts.append(f"{name}: {getattr(view, name)}")
+    elif isinstance(view, RouteResponseView):
+        parts = [_branch_line(branch) for branch in view.branches]
+        if view.result:
+            items = list(view.result.items())[:6]
+            parts.append("result: " + ", ".join(f"{k}={as_text(v)}" for k, v in items))
+        if view.in_reply_to:
+            parts.append(f"in reply to {view.in_reply_to}")
+    elif isinstance(view, FocusSnapshotView):
+        parts = [v for v in (view.state, view.health) if v]
+        parts.append(view.reason or (f"owner {view.owner}" if view.owner else ""))
+    elif isinstance(view, PresenceView):
+        parts = [f"{view.agent or '?'}: {view.previous or '?'} → {view.presence or '?'}"]
+        parts.append(view.reason or "")
+    elif isinstance(view, HelloView):
+        parts = [v for v in (view.role, view.message) if v]
+    if not any(parts) and frame.payload:
+        parts = [as_text(frame.payload)]
     return _clip(" · ".join(p for p in parts if p))
+
+
+def _branch_line(branch: Branch) -> str:
+    """`approve: looks right by alice`: what a branch does, why, and who decided it."""
+    line = ": ".join(v for v in (branch.action, branch.reason) if v)
+    decided_by = (branch.model_extra or {}).get("decided_by")
+    return f"{line} by {as_text(decided_by)}" if decided_by else line
 
 
 def pretty(frame: Frame) -> str:
     return json.dumps(frame.data, ensure_ascii=False, indent=2, sort_keys=False)
+
+
+def orientation_of(frame: Frame) -> OrientationView:
+    """The orientation an orientation frame declares (role, intent, guardrails)."""
+    view = frame.view
+    return view if isinstance(view, OrientationView) else OrientationView()
 
 
 # --- timeline ----------------------------------------------------------------------------------
@@ -124,10 +127,9 @@ class TimelineRow:
         """The sender's guardrails in force when it took this step (its orientation frame
         states them itself)."""
         frame = self.frame
-        if frame.type == "orientation" or frame.orientation_id is None:
+        if frame.type == "orientation" or frame.orientation is None:
             return []
-        view = OrientationView.of(frame.orientation)
-        return view.guardrails if view else []
+        return orientation_of(frame.orientation).guardrails
 
 
 @dataclass(frozen=True)
@@ -162,29 +164,6 @@ def frames_after(coordination_pk: int, after: int, limit: int) -> list[Frame]:
 
 
 # --- orientations and agents -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OrientationView:
-    """role / intent / guardrails as text, read from an orientation frame's payload."""
-
-    role: str
-    intent: str
-    guardrails: list[str]
-
-    @classmethod
-    def of(cls, frame: Frame | None) -> OrientationView | None:
-        if frame is None:
-            return None
-        payload = frame.payload
-        guardrails = payload.get("guardrails") or []
-        if not isinstance(guardrails, list):
-            guardrails = [guardrails]
-        return cls(
-            role=as_text(payload.get("role") or ""),
-            intent=as_text(payload.get("intent") or ""),
-            guardrails=[as_text(g) for g in guardrails],
-        )
 
 
 @dataclass(frozen=True)
@@ -244,14 +223,15 @@ class EscalationCard:
             # Escalations ltpdash opens for a request (to `human`, a critical action) hang
             # off ltpdash's own frame: the requester's orientation is the one in force.
             frame = request.frame.orientation
-        return OrientationView.of(frame)
+        return orientation_of(frame) if frame is not None else None
 
     @cached_property
     def requester_orientation(self) -> OrientationView | None:
         request = self.escalation.route_request
         if request is None or request.requester_id == self.escalation.agent_id:
             return None
-        return OrientationView.of(request.frame.orientation)
+        frame = request.frame.orientation
+        return orientation_of(frame) if frame is not None else None
 
     @cached_property
     def result(self) -> list[tuple[str, str]]:
@@ -276,7 +256,7 @@ class EscalationCard:
         return f"{e.status}.{self.approvals_count}.{e.tier}"
 
 
-def cards(escalations) -> list[EscalationCard]:
+def cards(escalations: Iterable[Escalation]) -> list[EscalationCard]:
     return [EscalationCard(e) for e in escalations]
 
 
@@ -297,7 +277,7 @@ def coordination_escalations(coordination_pk: int) -> list[EscalationCard]:
     return cards(sorted(pending + decided, key=lambda e: (e.created_at, e.pk)))
 
 
-def inbox(extra_pks: set[int] | frozenset[int] = frozenset()) -> list[EscalationCard]:
+def inbox(extra_pks: Set[int] = frozenset()) -> list[EscalationCard]:
     """Pending escalations across coordinations, oldest first; plus `extra_pks` (cards a
     live page already shows, so it can see them decided)."""
     condition = Q(status=EscalationStatus.PENDING)
@@ -313,7 +293,7 @@ def pending_count() -> int:
     return Escalation.objects.filter(status=EscalationStatus.PENDING).count()
 
 
-def operators_who_decide():
+def operators_who_decide() -> QuerySet[AbstractBaseUser]:
     """Operators a coordination can be handed to: those who may decide its escalations."""
     User = get_user_model()
     return (
@@ -361,6 +341,20 @@ def coordination_rows(coordinations: list[Coordination]) -> list[CoordinationRow
         .values_list("coordination_id", "n")
     )
     return [CoordinationRow(c, sorted(names[c.pk]), pending.get(c.pk, 0)) for c in coordinations]
+
+
+LIST_PAGE = 25
+
+
+def list_context(page_number: str | None) -> dict[str, Any]:
+    """The coordination list's page `page_number`, most recently active first."""
+    coordinations = Coordination.objects.select_related("owner").order_by("-last_activity", "pk")
+    page = Paginator(coordinations, LIST_PAGE).get_page(page_number)
+    return {
+        "page": page,
+        "rows": coordination_rows(list(page.object_list)),
+        "nav": "coordinations",
+    }
 
 
 def as_json(value: Any) -> str:

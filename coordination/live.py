@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from coordination import present
 from coordination.models import (
     Agent,
     Approval,
@@ -25,8 +26,6 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
-from coordination.views import present
-from coordination.views.pages import list_context
 
 # Frames sent in one message at most; a page further behind gets several messages.
 LIVE_BATCH = 200
@@ -220,7 +219,7 @@ class DashboardPage(LivePage):
         )
 
     def render_blocks(self) -> dict[str, str]:
-        context = {**list_context(self.page_number), "oob": True}
+        context = {**present.list_context(self.page_number), "oob": True}
         table = render_to_string("coordination/coordination_list.html#coordination-table", context)
         return {"coordination-table": table} | super().render_blocks()
 

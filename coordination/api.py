@@ -101,7 +101,7 @@ def frames(request: AgentRequest) -> JsonResponse:
     replies = [outcome.to_frame() for outcome in outcomes]
     if not outcomes or any(o.error is None for o in outcomes):
         return JsonResponse({"frames": replies}, status=200)
-    if any(o.error.code == STORAGE_FAILED[0] for o in outcomes):
+    if any(o.error and o.error.code == STORAGE_FAILED[0] for o in outcomes):
         # Our failure, not the agent's: a 4xx would tell it not to send the frames again.
         return JsonResponse({"frames": replies}, status=503, headers={"Retry-After": "1"})
     return JsonResponse({"frames": replies}, status=400)

@@ -37,7 +37,7 @@ _MAX_ARRAY_INDEX = 4294967294
 
 # The C string encoder (no ASCII escaping) writes exactly what JSON.stringify
 # writes, except for surrogates, which `_fix_surrogates` deals with.
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

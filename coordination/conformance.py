@@ -12,6 +12,8 @@ when both occur. Warnings never change the status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,110 +92,120 @@ def _rejected(
 
 
 def _judge(frames: list[Any]) -> tuple[int, dict[str, Any]]:
-    errors: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
-    notes: list[dict[str, Any]] = []
-    # A first frame that is not an object is already an error; it is not
-    # counted twice, but "hello first" cannot be reported as passed either.
-    unjudged: set[str] = set() if type(frames[0]) is dict else {"hello_first"}
-
-    # ts order is judged across the whole flow, by frame position, against
-    # the last frame whose ts could be read: a captured flow is one
-    # conversation, and per-sender order would miss a mediator reordering it.
-    last_ts: float | None = None
-    last_ts_frame = -1
-    # Senders without "from" are treated as one anonymous sender (None).
-    seen_ids: dict[tuple[str | None, str], int] = {}
-
+    judgement = _Judgement()
     for index, frame in enumerate(frames):
         if type(frame) is not dict:
-            errors.append(_issue("frame_not_object", "frame is not a JSON object", index))
+            judgement.errors.append(_issue("frame_not_object", "frame is not a JSON object", index))
             continue
+        for check in _FRAME_CHECKS:
+            check(judgement, index, frame)
+    # A first frame that is not an object is already an error; it is not counted twice, but
+    # "hello first" cannot be reported as passed either.
+    unjudged = set() if type(frames[0]) is dict else {"hello_first"}
+    return judgement.verdict(len(frames), unjudged)
 
-        if index == 0 and frame.get("type") != "hello":
-            errors.append(
-                _issue(
-                    "hello_not_first",
-                    f"first frame is {_show(frame.get('type'))}, not hello",
-                    index,
-                )
-            )
 
-        if "v" not in frame:
-            errors.append(_issue("wrong_version", 'v is missing, expected "0.1"', index))
-        elif frame["v"] != VERSION:
-            errors.append(
-                _issue("wrong_version", f'v is {_show(frame["v"])}, expected "0.1"', index)
-            )
+@dataclass
+class _Judgement:
+    """What the checks found so far in one flow."""
 
-        ts = _ts_millis(frame.get("ts"))
-        if ts is None:
-            notes.append({"frame": index, "note": "ts missing or unreadable; order not checked"})
-        else:
-            if last_ts is not None and ts < last_ts:
-                warnings.append(
-                    _issue(
-                        "ts_backwards",
-                        f"ts is earlier than frame {last_ts_frame}'s",
-                        index,
-                    )
-                )
-            last_ts, last_ts_frame = ts, index
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    # ts order is judged across the whole flow, by frame position, against the last frame
+    # whose ts could be read: a captured flow is one conversation, and per-sender order
+    # would miss a mediator reordering it.
+    last_ts: float | None = None
+    last_ts_frame: int = -1
+    # Senders without "from" are treated as one anonymous sender (None).
+    seen_ids: dict[tuple[str | None, str], int] = field(default_factory=dict)
 
-        frame_id = frame.get("id")
-        sender = frame.get("from") if type(frame.get("from")) is str else None
-        if type(frame_id) is str and frame_id:
-            key = (sender, frame_id)
-            if key in seen_ids:
-                who = sender if sender is not None else "the anonymous sender"
-                warnings.append(
-                    _issue(
-                        "duplicate_id",
-                        f"id {_show(frame_id)} from {who} was already used by frame "
-                        f"{seen_ids[key]}",
-                        index,
-                    )
-                )
-            else:
-                seen_ids[key] = index
-        else:
-            notes.append({"frame": index, "note": "id missing or not a string; not checked"})
+    def verdict(self, frame_count: int, unjudged: set[str]) -> tuple[int, dict[str, Any]]:
+        issues = self.errors + self.warnings
+        failed = {_CHECK_OF_CODE[issue["code"]] for issue in issues} | unjudged
+        status = 200
+        if self.errors:
+            envelope = any(issue["code"] in _ENVELOPE_ERRORS for issue in self.errors)
+            status = 400 if envelope else 422
+        score = round(max(0.0, 1 - 0.25 * len(self.errors) - 0.05 * len(self.warnings)), 3)
+        annotations = [
+            {"frame": issue["frame"], "note": f"{issue['code']}: {issue['message']}"}
+            for issue in issues
+        ] + self.notes
+        annotations.sort(key=lambda a: a["frame"])
+        return status, {
+            "ok": not self.errors,
+            "score": score,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "passed": [name for name in _CHECKS if name not in failed],
+            "hints": [hint for name, hint in _CHECKS.items() if name in failed],
+            "annotations": annotations,
+            "frameCount": frame_count,
+            "httpStatus": status,
+        }
 
-        frame_type = frame.get("type")
-        # Checked as str first: a list or object here is unhashable.
-        if type(frame_type) is not str or frame_type not in KNOWN_TYPES:
-            warnings.append(
-                _issue(
-                    "unknown_type",
-                    f"type {_show(frame_type)} is not an LTP v0.1 type; ignored",
-                    index,
-                )
-            )
 
-    failed = {_CHECK_OF_CODE[issue["code"]] for issue in errors + warnings}
-    status = 200
-    if errors:
-        envelope = any(issue["code"] in _ENVELOPE_ERRORS for issue in errors)
-        status = 400 if envelope else 422
-    score = round(max(0.0, 1 - 0.25 * len(errors) - 0.05 * len(warnings)), 3)
+def _hello_first(judgement: _Judgement, index: int, frame: dict[str, Any]) -> None:
+    if index == 0 and frame.get("type") != "hello":
+        message = f"first frame is {_show(frame.get('type'))}, not hello"
+        judgement.errors.append(_issue("hello_not_first", message, index))
 
-    annotations = [
-        {"frame": issue["frame"], "note": f"{issue['code']}: {issue['message']}"}
-        for issue in errors + warnings
-    ] + notes
-    annotations.sort(key=lambda a: a["frame"])
 
-    return status, {
-        "ok": not errors,
-        "score": score,
-        "errors": errors,
-        "warnings": warnings,
-        "passed": [name for name in _CHECKS if name not in failed | unjudged],
-        "hints": [hint for name, hint in _CHECKS.items() if name in failed | unjudged],
-        "annotations": annotations,
-        "frameCount": len(frames),
-        "httpStatus": status,
-    }
+def _version(judgement: _Judgement, index: int, frame: dict[str, Any]) -> None:
+    if "v" not in frame:
+        judgement.errors.append(_issue("wrong_version", 'v is missing, expected "0.1"', index))
+    elif frame["v"] != VERSION:
+        message = f'v is {_show(frame["v"])}, expected "0.1"'
+        judgement.errors.append(_issue("wrong_version", message, index))
+
+
+def _ts_order(judgement: _Judgement, index: int, frame: dict[str, Any]) -> None:
+    ts = _ts_millis(frame.get("ts"))
+    if ts is None:
+        judgement.notes.append(
+            {"frame": index, "note": "ts missing or unreadable; order not checked"}
+        )
+        return
+    if judgement.last_ts is not None and ts < judgement.last_ts:
+        message = f"ts is earlier than frame {judgement.last_ts_frame}'s"
+        judgement.warnings.append(_issue("ts_backwards", message, index))
+    judgement.last_ts, judgement.last_ts_frame = ts, index
+
+
+def _unique_id(judgement: _Judgement, index: int, frame: dict[str, Any]) -> None:
+    frame_id = frame.get("id")
+    sender = frame.get("from") if type(frame.get("from")) is str else None
+    if type(frame_id) is not str or not frame_id:
+        judgement.notes.append({"frame": index, "note": "id missing or not a string; not checked"})
+        return
+    key = (sender, frame_id)
+    if key in judgement.seen_ids:
+        who = sender if sender is not None else "the anonymous sender"
+        message = (
+            f"id {_show(frame_id)} from {who} was already used by frame {judgement.seen_ids[key]}"
+        )
+        judgement.warnings.append(_issue("duplicate_id", message, index))
+    else:
+        judgement.seen_ids[key] = index
+
+
+def _known_type(judgement: _Judgement, index: int, frame: dict[str, Any]) -> None:
+    frame_type = frame.get("type")
+    # Checked as str first: a list or object here is unhashable.
+    if type(frame_type) is not str or frame_type not in KNOWN_TYPES:
+        message = f"type {_show(frame_type)} is not an LTP v0.1 type; ignored"
+        judgement.warnings.append(_issue("unknown_type", message, index))
+
+
+# One function per check, in the order their findings are reported for a frame.
+_FRAME_CHECKS: list[Callable[[_Judgement, int, dict[str, Any]], None]] = [
+    _hello_first,
+    _version,
+    _ts_order,
+    _unique_id,
+    _known_type,
+]
 
 
 def _show(value: Any) -> str:

@@ -19,7 +19,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from coordination import events, outbox, presence
 from coordination.canonical import parse_json
@@ -124,7 +124,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             )
             return
         self.strikes = 0
-        raw = text_data if text_data is not None else bytes_data
+        raw = text_data if text_data is not None else bytes_data or b""
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
         if size > settings.LTP_MAX_FRAME_BYTES:
             await self.send_frame(
@@ -208,20 +208,20 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close()
             return
-        self.page = await database_sync_to_async(self.open_page)(user, self.query())
-        if self.page is None:
+        self.page = page = await database_sync_to_async(self.open_page)(user, self.query())
+        if page is None:
             await self.close()
             return
         for group in self.groups_to_join:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         self.wake = asyncio.Event()
-        self.refresher = asyncio.create_task(self._refresh_loop())
+        self.refresher = asyncio.create_task(self._refresh_loop(page))
 
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
-    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
+    def open_page(self, user: User, query: dict[str, str]) -> LivePage | None:
         raise NotImplementedError
 
     async def disconnect(self, code: int) -> None:
@@ -237,10 +237,10 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
     async def dashboard_changed(self, event: dict[str, Any]) -> None:
         self.wake.set()
 
-    async def _refresh_loop(self) -> None:
+    async def _refresh_loop(self, page: LivePage) -> None:
         while True:
             try:
-                html, more = await database_sync_to_async(self.page.changes)()
+                html, more = await database_sync_to_async(page.changes)()
             except Exception:
                 # A page that cannot render now (the database away, a row gone) tries again
                 # at the next tick rather than going silent for good.
@@ -264,7 +264,7 @@ class DashboardConsumer(LiveViewerConsumer):
 
     groups_to_join = (DASHBOARD,)
 
-    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
+    def open_page(self, user: User, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
         return DashboardPage(user, query.get("page"))
@@ -275,7 +275,7 @@ class InboxConsumer(LiveViewerConsumer):
 
     groups_to_join = (DASHBOARD,)
 
-    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
+    def open_page(self, user: User, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
         return InboxPage(user, parse_shown(query.get("shown", "")))
@@ -285,7 +285,7 @@ class CoordinationViewerConsumer(LiveViewerConsumer):
     """`/ws/ui/coordinations/<pk>/?seq=N&shown=1,2`: one coordination's page, which was
     rendered with frames up to seq N."""
 
-    def open_page(self, user: AbstractBaseUser, query: dict[str, str]) -> LivePage | None:
+    def open_page(self, user: User, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
         pk = self.scope["url_route"]["kwargs"]["pk"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,9 +38,6 @@ APPROVE = "approve"
 REJECT = "reject"
 NO_CAPABILITY = "AGENTS.CRIT.NO_CAPABILITY"
 NO_ADMISSIBILITY = "AGENTS.CRIT.NO_ADMISSIBILITY"
-
-Operator = AbstractBaseUser | AnonymousUser
-
 
 # --- what needs a human ----------------------------------------------------------------------
 
@@ -161,7 +158,7 @@ class DecisionResult:
 
 def decide(
     escalation_pk: int,
-    user: Operator,
+    user: User,
     verdict: str,
     note: str,
     instructions: str = "",
@@ -208,7 +205,7 @@ def decide(
         )
 
 
-def _vote(escalation: Escalation, user: Operator, note: str) -> list[str]:
+def _vote(escalation: Escalation, user: User, note: str) -> list[str]:
     """Record `user`'s approval (once per operator); the approvers so far, in order."""
     Approval.objects.get_or_create(escalation=escalation, user=user, defaults={"note": note})
     events.coordination_changed(escalation.coordination_id)
@@ -230,7 +227,7 @@ def _finalise(
     verdict: str,
     note: str,
     instructions: str,
-    user: Operator | None,
+    user: User | None,
     approvers: list[str],
 ) -> DecisionResult:
     """Record the decision (if it is still pending) and tell the agent, and the requester
@@ -355,9 +352,7 @@ def agents_in(coordination: Coordination) -> list[Agent]:
     return list(Agent.objects.filter(pk__in=ids))
 
 
-def handoff(
-    coordination_pk: int, by_user: AbstractBaseUser, to_user: AbstractBaseUser, note: str = ""
-) -> Coordination:
+def handoff(coordination_pk: int, by_user: User, to_user: User, note: str = "") -> Coordination:
     """Give a coordination to `to_user` (taking over is handing it to yourself). Agents get a
     focus_snapshot naming the new owner; the chain records it."""
     by, to = by_user.get_username(), to_user.get_username()

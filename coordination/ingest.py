@@ -173,16 +173,29 @@ def _append_and_apply(
 
     key = resolve_coordination_key(agent, envelope, view)
     ts = datetime.fromtimestamp(ts_ms / 1000, tz=UTC) if ts_ms is not None else None
-    fields = {"sender": agent.name, "agent": agent, "session_id": session_id, "ts": ts}
     if key is None:
         stored = Frame.objects.create(
-            ltp_id=envelope.id, type=envelope.type, raw=text, warnings=warnings, **fields
+            ltp_id=envelope.id,
+            sender=agent.name,
+            agent=agent,
+            type=envelope.type,
+            raw=text,
+            ts=ts,
+            session_id=session_id,
+            warnings=warnings,
         )
     else:
         coordination = Coordination.lock(key)
-        orientation = _orientation_in_force(coordination, agent)
         stored = coordination.append(
-            frame, direction="in", warnings=warnings, orientation=orientation, text=text, **fields
+            frame,
+            sender=agent.name,
+            agent=agent,
+            direction="in",
+            session_id=session_id,
+            warnings=warnings,
+            ts=ts,
+            orientation=_orientation_in_force(coordination, agent),
+            text=text,
         )
         events.coordination_changed(coordination.pk, stored.seq)
 
@@ -267,10 +280,10 @@ def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | 
         )
         decisions.route(request)
     elif isinstance(view, RouteResponseView):
-        request = _match_request(agent, coordination, view)
-        if request is not None:
-            routing.answered(request, stored)
-        decisions.open_from_branches(agent, stored, view, request)
+        answered = _match_request(agent, coordination, view)
+        if answered is not None:
+            routing.answered(answered, stored)
+        decisions.open_from_branches(agent, stored, view, answered)
     elif isinstance(view, FocusSnapshotView):
         _snapshot(coordination, stored, view)
 
@@ -310,10 +323,8 @@ def _match_request(
     agent: Agent, coordination: Coordination, view: RouteResponseView
 ) -> RouteRequest | None:
     if view.in_reply_to:
-        request = _request_answered(agent, view.in_reply_to)
-        if request is not None and request.coordination_id == coordination.pk:
-            return request
-        return None
+        answered = _request_answered(agent, view.in_reply_to)
+        return answered if answered and answered.coordination_id == coordination.pk else None
     # Agents written from the seed example answer without in_reply_to: take the oldest open
     # request this agent was asked in this coordination.
     return (

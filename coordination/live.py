@@ -11,8 +11,10 @@ writes are announced by nobody on the in-memory layer. An event (or a slow timer
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from django.db.models import Count, Max, Q, Sum
+from django.contrib.auth.models import User
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -56,7 +58,7 @@ class LivePage:
     card_container = ""
     template = ""
 
-    def __init__(self, user, shown: dict[int, str | None]):
+    def __init__(self, user: User, shown: dict[int, str | None]) -> None:
         self.user = user
         self.can_decide = user.has_perm("coordination.decide")
         self.blocks: dict[str, str] = {}
@@ -65,7 +67,7 @@ class LivePage:
         # The versions the page was rendered with: a card still at that version is not sent
         # again on connect, which would wipe a note the operator began typing.
         self.rendered_versions = shown
-        self.last_fingerprint: tuple | None = None
+        self.last_fingerprint: tuple[Any, ...] | None = None
 
     def changes(self) -> tuple[str, bool]:
         """HTML to send (empty when nothing changed), and whether more is waiting."""
@@ -103,7 +105,7 @@ class LivePage:
     def news(self) -> tuple[list[str], bool]:
         return [], False
 
-    def fingerprint(self) -> tuple | None:
+    def fingerprint(self) -> tuple[Any, ...] | None:
         """Cheap summary of what the page shows; None renders every time."""
         return None
 
@@ -117,7 +119,7 @@ class LivePage:
         return ""
 
 
-def _escalations_fingerprint(escalations) -> tuple:
+def _escalations_fingerprint(escalations: QuerySet[Escalation]) -> tuple[Any, ...]:
     summary = escalations.aggregate(
         n=Count("pk"),
         last=Max("pk"),
@@ -129,7 +131,7 @@ def _escalations_fingerprint(escalations) -> tuple:
     return (*summary.values(), approvals, present.pending_count())
 
 
-def _presence_fingerprint():
+def _presence_fingerprint() -> tuple[Any, ...]:
     return tuple(Agent.objects.aggregate(at=Max("presence_changed_at"), n=Count("pk")).values())
 
 
@@ -144,14 +146,16 @@ class CoordinationPage(LivePage):
 
     card_container = "escalation-list"
 
-    def __init__(self, user, coordination: Coordination, seq: int, shown: dict[int, str | None]):
+    def __init__(
+        self, user: User, coordination: Coordination, seq: int, shown: dict[int, str | None]
+    ) -> None:
         super().__init__(user, shown)
         self.coordination_pk = coordination.pk
         self.key = coordination.key
         self.seq = seq
         self.can_take_over = user.has_perm("coordination.take_over")
 
-    def fingerprint(self) -> tuple:
+    def fingerprint(self) -> tuple[Any, ...]:
         coordination = Coordination.objects.filter(pk=self.coordination_pk)
         return (
             *coordination.values_list("head_seq", "owner_id", "state").get(),
@@ -172,7 +176,7 @@ class CoordinationPage(LivePage):
         frames = present.frames_after(self.coordination_pk, self.seq, LIVE_BATCH)
         if not frames:
             return [], False
-        self.seq = frames[-1].seq
+        self.seq = frames[-1].seq or self.seq
         rows = [present.TimelineRow(frame) for frame in reversed(frames)]
         html = render_to_string("coordination/coordination_detail.html#live-rows", {"rows": rows})
         return [html], len(frames) == LIVE_BATCH
@@ -206,11 +210,11 @@ class CoordinationPage(LivePage):
 class DashboardPage(LivePage):
     """The coordination list (one page of it)."""
 
-    def __init__(self, user, page_number: str | None):
-        super().__init__(user, set())
+    def __init__(self, user: User, page_number: str | None) -> None:
+        super().__init__(user, {})
         self.page_number = page_number
 
-    def fingerprint(self) -> tuple:
+    def fingerprint(self) -> tuple[Any, ...]:
         coordinations = Coordination.objects.aggregate(n=Count("pk"), at=Max("last_activity"))
         return (
             *coordinations.values(),
@@ -230,7 +234,7 @@ class InboxPage(LivePage):
 
     card_container = "inbox-list"
 
-    def fingerprint(self) -> tuple:
+    def fingerprint(self) -> tuple[Any, ...]:
         return _escalations_fingerprint(Escalation.objects.all())
 
     def escalation_cards(self) -> list[present.EscalationCard]:

@@ -229,6 +229,7 @@ class Coordination(models.Model):
             .iterator(chunk_size=2000)
         )
         for seq, received_at, direction, session_id, raw, prev_hash, digest in rows:
+            assert seq is not None  # every frame of a coordination is a chain entry
             yield trace_entry_line(
                 seq,
                 int(received_at.timestamp() * 1000),

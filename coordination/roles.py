@@ -6,7 +6,7 @@ manages agents and tokens, the routing table, and operators.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group, Permission, User
 
 VIEWER, APPROVER, ADMIN = "viewer", "approver", "admin"
 ROLES: dict[str, list[str]] = {
@@ -36,7 +36,7 @@ def ensure_roles() -> dict[str, Group]:
     return groups
 
 
-def grant(user, role: str | None) -> None:
+def grant(user: User, role: str | None) -> None:
     """Give `user` exactly one role; None takes every role away (the account stays)."""
     if role is not None and role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
@@ -46,7 +46,7 @@ def grant(user, role: str | None) -> None:
         user.groups.add(groups[role])
 
 
-def role_of(user) -> str | None:
+def role_of(user: User) -> str | None:
     names = set(user.groups.values_list("name", flat=True))
     for role in (ADMIN, APPROVER, VIEWER):
         if role in names:

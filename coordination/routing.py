@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -63,7 +63,7 @@ def rule_for(need: str) -> RoutingRule | None:
 
 
 def set_rule(
-    need: str, agents: list[str], *, user: AbstractBaseUser | None = None, by: str = ""
+    need: str, agents: list[str], *, user: User | None = None, by: str = ""
 ) -> RoutingChange | None:
     """Create or replace the rule for `need` and record who did it; None when it already
     said exactly that. Read fresh by every dispatch: the next request follows it without a
@@ -84,9 +84,7 @@ def set_rule(
         return _record(rule.need, before, rule.agents, user, by)
 
 
-def delete_rule(
-    need: str, *, user: AbstractBaseUser | None = None, by: str = ""
-) -> RoutingChange | None:
+def delete_rule(need: str, *, user: User | None = None, by: str = "") -> RoutingChange | None:
     """Remove the rule for `need`; None when there was none."""
     with transaction.atomic():
         rule = RoutingRule.objects.select_for_update().filter(need__iexact=need.strip()).first()
@@ -100,7 +98,7 @@ def _record(
     need: str,
     before: list[str] | None,
     after: list[str] | None,
-    user: AbstractBaseUser | None,
+    user: User | None,
     by: str,
 ) -> RoutingChange:
     return RoutingChange.objects.create(
@@ -122,11 +120,10 @@ def ladder(request: RouteRequest) -> list[str]:
         for rule in RoutingRule.objects.all():
             if request.target in rule.agents:
                 names.extend(rule.agents)
-    rule = rule_for(request.need)
-    if rule is not None:
-        names.extend(rule.agents)
-    seen: set[str] = set()
-    return [n for n in names if not (n in seen or seen.add(n)) and n != request.requester.name]
+    need_rule = rule_for(request.need)
+    if need_rule is not None:
+        names.extend(need_rule.agents)
+    return [n for n in dict.fromkeys(names) if n != request.requester.name]
 
 
 # --- the ladder --------------------------------------------------------------------------------

@@ -60,8 +60,9 @@ def time_out_requests(now: datetime) -> list[str]:
     overdue = RouteRequest.objects.filter(status=RequestStatus.OPEN, deadline__lte=now).order_by(
         "deadline"
     )[:BATCH]
-    for request in overdue.values_list("pk", "coordination_id", "deadline"):
-        line = _time_out(*request)
+    for pk, coordination_pk, deadline in overdue.values_list("pk", "coordination_id", "deadline"):
+        assert deadline is not None  # filtered on it
+        line = _time_out(pk, coordination_pk, deadline)
         if line:
             lines.append(line)
     return lines

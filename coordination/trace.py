@@ -130,5 +130,5 @@ def trace_response(coordination_key: str, lines: Iterator[str]) -> StreamingHttp
         (line + "\n" for line in lines), content_type="application/jsonl; charset=utf-8"
     )
     filename = _UNSAFE_IN_FILENAME.sub("_", coordination_key) + ".audit.trace.jsonl"
-    response["Content-Disposition"] = content_disposition_header(True, filename)
+    response["Content-Disposition"] = content_disposition_header(True, filename) or ""
     return response

@@ -13,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ltpdash.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.consumer import AsyncConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -22,7 +23,7 @@ from django.urls import path  # noqa: E402
 from coordination import consumers  # noqa: E402
 
 
-def browser(consumer):
+def browser(consumer: type[AsyncConsumer]) -> AllowedHostsOriginValidator:
     return AllowedHostsOriginValidator(AuthMiddlewareStack(consumer.as_asgi()))
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
+from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils import timezone
 from django.utils.html import format_html
 
 from coordination import present
+from coordination.models import Frame
 from coordination.roles import role_of
 
 register = template.Library()
 
 
 @register.simple_tag
-def when(moment) -> str:
+def when(moment: datetime | None) -> str:
     """A relative time ("3 minutes ago"), with the exact time on hover and for machines.
     static/ltpdash/console.js keeps the relative text current from `datetime`."""
     if moment is None:
@@ -29,8 +33,8 @@ def when(moment) -> str:
 
 
 @register.simple_tag
-def operator_role(user) -> str:
-    if not getattr(user, "is_authenticated", False):
+def operator_role(user: User | AnonymousUser) -> str:
+    if not isinstance(user, User):
         return ""
     return role_of(user) or "no role"
 
@@ -41,6 +45,6 @@ def pending_escalations() -> int:
 
 
 @register.filter
-def pretty(frame) -> str:
+def pretty(frame: Frame) -> str:
     """A stored frame as indented JSON text (escaped by the template like any text)."""
     return present.pretty(frame)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 
-def require_perm(codename: str):
+class ConsoleRequest(HttpRequest):
+    """A request `require_perm` let through: a logged-in operator, maybe from htmx."""
+
+    user: User
+    htmx: HtmxDetails
+
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
+
+
+def require_perm(codename: str) -> Callable[[View], View]:
     """Anonymous visitors go to the login page; operators without `codename` get 403.
 
     An htmx request whose session expired is told to load the login page as a whole page,
@@ -19,9 +35,9 @@ def require_perm(codename: str):
     """
     perm = f"coordination.{codename}"
 
-    def decorator(view):
+    def decorator(view: View) -> View:
         @wraps(view)
-        def wrapper(request, *args, **kwargs):
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 if getattr(request, "htmx", False):
                     return HttpResponseClientRedirect(resolve_url(settings.LOGIN_URL))
@@ -30,6 +46,6 @@ def require_perm(codename: str):
                 raise PermissionDenied(f"You need the {codename} permission.")
             return view(request, *args, **kwargs)
 
-        return wrapper
+        return wrapper  # type: ignore[return-value]
 
     return decorator

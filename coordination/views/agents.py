@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from coordination.models import Agent
-from coordination.views.access import require_perm
+from coordination.views.access import ConsoleRequest, require_perm
 
 
 class AgentForm(forms.Form):
@@ -21,7 +23,9 @@ class AgentForm(forms.Form):
     role = forms.CharField(required=False, max_length=200)
 
 
-def _page(request: HttpRequest, form: AgentForm, status: int = 200, **extra) -> HttpResponse:
+def _page(
+    request: ConsoleRequest, form: AgentForm, status: int = 200, **extra: Any
+) -> HttpResponse:
     return render(
         request,
         "coordination/agents.html",
@@ -32,13 +36,13 @@ def _page(request: HttpRequest, form: AgentForm, status: int = 200, **extra) -> 
 
 @require_GET
 @require_perm("manage_agents")
-def agent_list(request: HttpRequest) -> HttpResponse:
+def agent_list(request: ConsoleRequest) -> HttpResponse:
     return _page(request, AgentForm())
 
 
 @require_POST
 @require_perm("manage_agents")
-def agent_create(request: HttpRequest) -> HttpResponse:
+def agent_create(request: ConsoleRequest) -> HttpResponse:
     # Answered with the page itself (no redirect): the token must not travel in a URL or a
     # session, and it cannot be shown again.
     form = AgentForm(request.POST)
@@ -57,7 +61,7 @@ def agent_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @require_perm("manage_agents")
-def agent_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+def agent_rotate(request: ConsoleRequest, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
     token = agent.rotate_token()
     return _page(request, AgentForm(), token=token, token_agent=agent, rotated=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -12,12 +14,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from coordination import decisions, events, present
 from coordination.models import Escalation
-from coordination.views.access import require_perm
+from coordination.views.access import ConsoleRequest, require_perm
 
 
 @require_GET
 @require_perm("watch")
-def escalation_inbox(request: HttpRequest) -> HttpResponse:
+def escalation_inbox(request: ConsoleRequest) -> HttpResponse:
     cards = present.inbox()
     return render(
         request,
@@ -39,8 +41,8 @@ class DecisionForm(forms.Form):
     note = forms.CharField(required=False, max_length=2000, strip=True)
     instructions = forms.CharField(required=False, max_length=4000, strip=True)
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         # A rejection stops the agent: it needs to know why, so the note is required.
         # An approval may go without one.
         if data.get("verdict") == decisions.REJECT and not data.get("note"):
@@ -48,7 +50,7 @@ class DecisionForm(forms.Form):
         return data
 
 
-def _back(request: HttpRequest, escalation: Escalation) -> str:
+def _back(request: ConsoleRequest, escalation: Escalation) -> str:
     target = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         return target
@@ -57,7 +59,7 @@ def _back(request: HttpRequest, escalation: Escalation) -> str:
 
 @require_POST
 @require_perm("decide")
-def decide(request: HttpRequest, pk: int) -> HttpResponse:
+def decide(request: ConsoleRequest, pk: int) -> HttpResponse:
     escalation = get_object_or_404(Escalation.objects.select_related("coordination"), pk=pk)
     form = DecisionForm(request.POST)
     message = ""
@@ -78,7 +80,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         form = DecisionForm()
     elif not request.htmx:
         for error in form.errors.values():
-            messages.error(request, f"Escalation {escalation.pk}: {' '.join(error)}")
+            messages.error(request, f"Escalation {escalation.pk}: {' '.join(map(str, error))}")
         return redirect(_back(request, escalation))
     card = present.EscalationCard(present.escalations_with_context().get(pk=escalation.pk))
     return render(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from coordination import decisions, events, present
 from coordination.models import Coordination
-from coordination.views.access import require_perm
+from coordination.views.access import ConsoleRequest, require_perm
 
 
 class HandoffForm(forms.Form):
@@ -21,7 +21,7 @@ class HandoffForm(forms.Form):
 
 
 def _done(
-    request: HttpRequest, coordination: Coordination, message: str, ok: bool = True
+    request: ConsoleRequest, coordination: Coordination, message: str, ok: bool = True
 ) -> HttpResponse:
     if not request.htmx:
         messages.add_message(request, messages.SUCCESS if ok else messages.ERROR, message)
@@ -42,7 +42,7 @@ def _done(
 
 @require_POST
 @require_perm("take_over")
-def take_over(request: HttpRequest, key: str) -> HttpResponse:
+def take_over(request: ConsoleRequest, key: str) -> HttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
     with events.collecting():
         note = request.POST.get("note", "")[:2000]
@@ -52,7 +52,7 @@ def take_over(request: HttpRequest, key: str) -> HttpResponse:
 
 @require_POST
 @require_perm("take_over")
-def hand_off(request: HttpRequest, key: str) -> HttpResponse:
+def hand_off(request: ConsoleRequest, key: str) -> HttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
     form = HandoffForm(request.POST)
     if not form.is_valid():

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from coordination.roles import ADMIN, ROLES, grant, role_of
-from coordination.views.access import require_perm
+from coordination.views.access import ConsoleRequest, require_perm
 
 NO_ROLE = ""
 ROLE_CHOICES = [(role, role) for role in ROLES] + [(NO_ROLE, "no role (no access)")]
@@ -30,7 +31,9 @@ class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=ROLE_CHOICES, required=False)
 
 
-def _page(request: HttpRequest, form: OperatorForm, status: int = 200, **extra) -> HttpResponse:
+def _page(
+    request: ConsoleRequest, form: OperatorForm, status: int = 200, **extra: Any
+) -> HttpResponse:
     users = get_user_model().objects.order_by("username").prefetch_related("groups")
     operators = [(user, role_of(user) or NO_ROLE) for user in users]
     return render(
@@ -49,13 +52,13 @@ def _page(request: HttpRequest, form: OperatorForm, status: int = 200, **extra) 
 
 @require_GET
 @require_perm("manage_operators")
-def operator_list(request: HttpRequest) -> HttpResponse:
+def operator_list(request: ConsoleRequest) -> HttpResponse:
     return _page(request, OperatorForm())
 
 
 @require_POST
 @require_perm("manage_operators")
-def operator_create(request: HttpRequest) -> HttpResponse:
+def operator_create(request: ConsoleRequest) -> HttpResponse:
     # Answered with the page itself (no redirect): the password is shown once, never stored
     # in a session or a URL.
     form = OperatorForm(request.POST)
@@ -76,7 +79,7 @@ def operator_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @require_perm("manage_operators")
-def operator_role(request: HttpRequest, pk: int) -> HttpResponse:
+def operator_role(request: ConsoleRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(get_user_model(), pk=pk)
     form = RoleForm(request.POST)
     if not form.is_valid():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -11,12 +14,12 @@ from coordination import present
 from coordination.models import Coordination
 from coordination.rehydrate import rehydrate
 from coordination.trace import trace_response
-from coordination.views.access import require_perm
+from coordination.views.access import ConsoleRequest, require_perm
 
 
 @require_GET
 @require_perm("watch")
-def coordination_list(request: HttpRequest) -> HttpResponse:
+def coordination_list(request: ConsoleRequest) -> HttpResponse:
     return render(
         request,
         "coordination/coordination_list.html",
@@ -24,14 +27,16 @@ def coordination_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _before(request: HttpRequest) -> int | None:
+def _before(request: ConsoleRequest) -> int | None:
     try:
         return int(request.GET["before"])
     except (KeyError, ValueError):
         return None
 
 
-def detail_context(coordination: Coordination, user, before: int | None = None) -> dict:
+def detail_context(
+    coordination: Coordination, user: User, before: int | None = None
+) -> dict[str, Any]:
     cards = present.coordination_escalations(coordination.pk)
     return {
         "coordination": coordination,
@@ -59,7 +64,7 @@ def _coordination(key: str) -> Coordination:
 
 @require_GET
 @require_perm("watch")
-def coordination_detail(request: HttpRequest, key: str) -> HttpResponse:
+def coordination_detail(request: ConsoleRequest, key: str) -> HttpResponse:
     coordination = _coordination(key)
     context = detail_context(coordination, request.user, _before(request))
     context["context_json"] = present.as_json(rehydrate(coordination, recent=0))
@@ -68,7 +73,7 @@ def coordination_detail(request: HttpRequest, key: str) -> HttpResponse:
 
 @require_GET
 @require_perm("watch")
-def coordination_timeline(request: HttpRequest, key: str) -> HttpResponse:
+def coordination_timeline(request: ConsoleRequest, key: str) -> HttpResponse:
     """The next (older) page of the timeline. htmx gets the rows; a plain link, the page."""
     if not request.htmx:
         return coordination_detail(request, key)
@@ -85,6 +90,6 @@ def coordination_timeline(request: HttpRequest, key: str) -> HttpResponse:
 
 @require_GET
 @require_perm("watch")
-def coordination_trace(request: HttpRequest, key: str) -> StreamingHttpResponse:
+def coordination_trace(request: ConsoleRequest, key: str) -> StreamingHttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
     return trace_response(coordination.key, coordination.trace_lines())

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from coordination import routing
 from coordination.models import Agent, RoutingChange, RoutingRule
-from coordination.views.access import require_perm
+from coordination.views.access import ConsoleRequest, require_perm
 
 RECENT_CHANGES = 20
 
@@ -35,7 +35,7 @@ class RoutingRuleForm(forms.Form):
 
 
 def _render(
-    request: HttpRequest, form: RoutingRuleForm, status: int = 200, notice: str = ""
+    request: ConsoleRequest, form: RoutingRuleForm, status: int = 200, notice: str = ""
 ) -> HttpResponse:
     # htmx swaps the body partial; a plain request gets the whole page.
     template = "coordination/routing.html" + ("#routing-body" if request.htmx else "")
@@ -52,13 +52,13 @@ def _render(
 
 @require_GET
 @require_perm("manage_routing")
-def routing_table(request: HttpRequest) -> HttpResponse:
+def routing_table(request: ConsoleRequest) -> HttpResponse:
     return _render(request, RoutingRuleForm())
 
 
 @require_POST
 @require_perm("manage_routing")
-def rule_save(request: HttpRequest) -> HttpResponse:
+def rule_save(request: ConsoleRequest) -> HttpResponse:
     form = RoutingRuleForm(request.POST)
     if not form.is_valid():
         # htmx only swaps 2xx answers; the errors are in the fragment either way.
@@ -74,7 +74,7 @@ def rule_save(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @require_perm("manage_routing")
-def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def rule_delete(request: ConsoleRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(RoutingRule, pk=pk)
     routing.delete_rule(rule.need, user=request.user)
     notice = f"The rule for {rule.need} was deleted."

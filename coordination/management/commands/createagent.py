@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from coordination.models import Agent
 
@@ -6,7 +8,7 @@ from coordination.models import Agent
 class Command(BaseCommand):
     help = "Create an agent and print its token (shown once; only its hash is stored)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--role", default="")
         parser.add_argument(
@@ -16,7 +18,7 @@ class Command(BaseCommand):
             "--token-only", action="store_true", help="Print only the token (for scripts)."
         )
 
-    def handle(self, name, role, rotate, token_only, **options):
+    def handle(self, name: str, role: str, rotate: bool, token_only: bool, **options: Any) -> None:
         existing = Agent.objects.filter(name=name).first()
         if existing and not rotate:
             raise CommandError(f"Agent {name!r} exists; use --rotate to issue a new token.")

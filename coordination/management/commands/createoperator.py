@@ -1,11 +1,12 @@
 import getpass
 import secrets
 import sys
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from coordination.roles import ROLES, grant
 
@@ -16,13 +17,15 @@ class Command(BaseCommand):
         "--password, asks for one on a terminal, or generates one and prints it."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--role", required=True, choices=list(ROLES))
         parser.add_argument("--password", help="Set this password (visible in shell history).")
         parser.add_argument("--email", default="")
 
-    def handle(self, username, role, password, email, **options):
+    def handle(
+        self, username: str, role: str, password: str | None, email: str, **options: Any
+    ) -> None:
         User = get_user_model()
         if User.objects.filter(username=username).exists():
             raise CommandError(

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from coordination.models import Coordination
 
@@ -6,10 +8,10 @@ from coordination.models import Coordination
 class Command(BaseCommand):
     help = "Write a coordination's chain as an LTP audit trace (JSON Lines) to stdout."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("coordination", help="The coordination id, e.g. incident-4821.")
 
-    def handle(self, coordination, **options):
+    def handle(self, coordination: str, **options: Any) -> None:
         found = Coordination.objects.filter(key=coordination).first()
         if found is None:
             raise CommandError(f"No coordination {coordination!r}.")

@@ -1,7 +1,8 @@
 import getpass
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from coordination import routing
 from coordination.models import RoutingChange, RoutingRule
@@ -10,7 +11,7 @@ from coordination.models import RoutingChange, RoutingRule
 class Command(BaseCommand):
     help = "Show or edit the routing table. Every change is recorded with who made it."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("list", help="Print the rules, then the latest changes.")
         edit = sub.add_parser("set", help="Route NEED to agents, in order of preference.")
@@ -23,7 +24,7 @@ class Command(BaseCommand):
                 "--by", default="", help="Who is making the change (default: the OS user)."
             )
 
-    def handle(self, action: str, **options):
+    def handle(self, action: str, **options: Any) -> None:
         if action == "list":
             return self._list()
         by = options["by"] or _os_user()

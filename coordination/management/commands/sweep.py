@@ -1,7 +1,8 @@
 import contextlib
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from coordination import sweeper
 
@@ -12,10 +13,10 @@ class Command(BaseCommand):
         "escalations. Safe to run as several copies. Loops every LTPDASH_SWEEP_INTERVAL_MS."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
 
-    def handle(self, once: bool, **options):
+    def handle(self, once: bool, **options: Any) -> None:
         if once:
             for line in sweeper.sweep():
                 self.stdout.write(line)

@@ -85,28 +85,32 @@ def _on_commit(group: str, message: dict[str, Any]) -> None:
 
 
 @contextmanager
+def _gathered() -> Iterator[list[Event]]:
+    """A fresh list for the events committed inside the block; yields the list it ends with."""
+    token = _collected.set([])
+    gathered: list[Event] = []
+    try:
+        yield gathered
+    finally:
+        gathered.extend(_collected.get() or [])
+        _collected.reset(token)
+
+
+@contextmanager
 def collecting() -> Iterator[None]:
     """Gather the events committed inside the block and send them when it ends (sync code)."""
-    token = _collected.set([])
-    try:
+    with _gathered() as gathered:
         yield
-    finally:
-        pending = _collected.get() or []
-        _collected.reset(token)
-        _send_now(pending)
+    _send_now(gathered)
 
 
 @asynccontextmanager
 async def acollecting() -> AsyncIterator[None]:
     """The same for async code: what `database_sync_to_async` work inside the block commits
     is sent when it ends, without a hop back to a thread per event."""
-    token = _collected.set([])
-    try:
+    with _gathered() as gathered:
         yield
-    finally:
-        pending = _collected.get() or []
-        _collected.reset(token)
-        await send(pending)
+    await send(gathered)
 
 
 async def send(events: list[Event]) -> None:

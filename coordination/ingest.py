@@ -96,7 +96,7 @@ def ingest_frame(agent: Agent, item: Any, session_id: str = "") -> Outcome:
         return Outcome(frame_id=envelope.id, type="heartbeat")
     existing = _stored(agent.name, envelope.id)
     if existing is not None:
-        return _duplicate(existing)
+        return _acknowledged(existing, duplicate=True)
     return _store(agent, envelope, frame, text, session_id)
 
 
@@ -109,25 +109,18 @@ def _store(
 ) -> Outcome:
     try:
         with transaction.atomic():
-            stored, warnings = _append_and_apply(agent, envelope, frame, text, session_id)
+            stored = _append_and_apply(agent, envelope, frame, text, session_id)
     except DatabaseError as exc:
         if isinstance(exc, IntegrityError):
             # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
             existing = _stored(agent.name, envelope.id)
             if existing is not None:
-                return _duplicate(existing)
+                return _acknowledged(existing, duplicate=True)
         # Anything else (a full disk, a lost connection; SQLite reports a trigger's refusal as
         # an integrity error too) is the server's failure: no ack, the agent sends it again.
         log.exception("storing frame %r from %s failed", envelope.id, agent.name)
         return _refused(envelope, *STORAGE_FAILED)
-    return Outcome(
-        frame_id=envelope.id,
-        seq=stored.seq,
-        hash=stored.hash or None,
-        warnings=warnings,
-        type=envelope.type,
-        coordination_key=stored.coordination.key if stored.coordination else None,
-    )
+    return _acknowledged(stored)
 
 
 def _stored(sender: str, frame_id: str) -> Frame | None:
@@ -139,12 +132,12 @@ def _stored(sender: str, frame_id: str) -> Frame | None:
     )
 
 
-def _duplicate(frame: Frame) -> Outcome:
+def _acknowledged(frame: Frame, duplicate: bool = False) -> Outcome:
     return Outcome(
         frame_id=frame.ltp_id,
         seq=frame.seq,
         hash=frame.hash or None,
-        duplicate=True,
+        duplicate=duplicate,
         warnings=frame.warnings,
         type=frame.type,
         coordination_key=frame.coordination.key if frame.coordination else None,
@@ -153,7 +146,7 @@ def _duplicate(frame: Frame) -> Outcome:
 
 def _append_and_apply(
     agent: Agent, envelope: Envelope, frame: dict[str, Any], text: str, session_id: str
-) -> tuple[Frame, list[str]]:
+) -> Frame:
     warnings: list[str] = []
     view = None
     if envelope.type in KNOWN_TYPES:
@@ -203,7 +196,7 @@ def _append_and_apply(
     if (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities) != loaded:
         agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
     saw_agent(agent)
-    return stored, warnings
+    return stored
 
 
 def _ts_ms(envelope: Envelope) -> int | None:

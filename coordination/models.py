@@ -29,6 +29,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def one_of(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
+    """A database check that `field` holds one of `choices` (states are TextChoices)."""
+    return models.CheckConstraint(condition=Q(**{f"{field}__in": choices.values}), name=name)
+
+
 class Presence(models.TextChoices):
     ONLINE = "online", "online"
     SILENT = "silent", "silent"
@@ -59,9 +64,7 @@ class Agent(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(presence__in=Presence.values), name="agent_presence_valid"
-            ),
+            one_of("presence", Presence, "agent_presence_valid"),
         ]
 
     def __str__(self) -> str:
@@ -138,10 +141,7 @@ class Coordination(models.Model):
             ("manage_operators", "Can manage operators' roles"),
         ]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=CoordinationStatus.values),
-                name="coordination_status_valid",
-            ),
+            one_of("status", CoordinationStatus, "coordination_status_valid"),
         ]
 
     def __str__(self) -> str:
@@ -286,9 +286,7 @@ class Frame(models.Model):
             # Idempotency: the same (sender, id) is stored once, whichever transport it came by.
             models.UniqueConstraint(fields=["sender", "ltp_id"], name="frame_sender_id_unique"),
             models.UniqueConstraint(fields=["coordination", "seq"], name="frame_chain_seq_unique"),
-            models.CheckConstraint(
-                condition=Q(direction__in=Direction.values), name="frame_direction_valid"
-            ),
+            one_of("direction", Direction, "frame_direction_valid"),
         ]
 
     def __str__(self) -> str:
@@ -374,9 +372,7 @@ class RouteRequest(models.Model):
             models.UniqueConstraint(
                 fields=["requester", "ltp_id"], name="route_request_requester_id_unique"
             ),
-            models.CheckConstraint(
-                condition=Q(status__in=RequestStatus.values), name="route_request_status_valid"
-            ),
+            one_of("status", RequestStatus, "route_request_status_valid"),
         ]
 
 
@@ -430,9 +426,7 @@ class Escalation(models.Model):
             models.UniqueConstraint(
                 fields=["frame", "branch_index"], name="escalation_one_per_branch"
             ),
-            models.CheckConstraint(
-                condition=Q(status__in=EscalationStatus.values), name="escalation_status_valid"
-            ),
+            one_of("status", EscalationStatus, "escalation_status_valid"),
         ]
 
     @property

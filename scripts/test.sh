@@ -11,6 +11,12 @@ echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+echo "==> import layers (import-linter)"
+.venv/bin/lint-imports --no-cache
+
+echo "==> types (mypy + django-stubs)"
+.venv/bin/mypy
+
 echo "==> tests on the embedded default (SQLite WAL + in-memory channel layer)"
 env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest "$@"
 

@@ -1,22 +1,19 @@
-"""Shared fixtures: a pair of agents, the operator trio, and a real daphne process."""
+"""Shared fixtures: a pair of agents, the operator trio and clients logged in as them, and real
+daphne processes. The helpers they use are in factories.py."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
-import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.contrib.auth.models import User
+from django.test import Client
 
-from coordination.models import Agent, Delivery
-from coordination.processes import daphne_command, free_port, wait_until_serving
+from coordination.models import Agent
+from tests.factories import ROOT, eventually, manage, server_env, start_daphne, stop_daphne
 
-ROOT = Path(__file__).resolve().parent.parent
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
 
 
@@ -70,62 +67,18 @@ def operators(db):
     return users
 
 
-def _database_env() -> dict[str, str]:
-    """Point the daphne process at the test database pytest-django created."""
-    from django.db import connection
+@pytest.fixture
+def client_for(operators):
+    """`client_for("alice")`: a test client logged in as that operator (`None`: anonymous).
+    Keyword arguments go to the Client."""
 
-    name = connection.settings_dict["NAME"]
-    if connection.vendor == "sqlite":
-        return {"LTPDASH_SQLITE_PATH": str(name)}
-    parts = urlsplit(settings.DATABASE_URL)
-    return {"DATABASE_URL": urlunsplit(parts._replace(path="/" + name))}
+    def logged_in(name: str | None, **kwargs) -> Client:
+        client = Client(**kwargs)
+        if name is not None:
+            client.force_login(operators[name])
+        return client
 
-
-class Daphne:
-    def __init__(self, port: int, process: subprocess.Popen, log: Path):
-        self.port, self.process, self.log = port, process, log
-        self.http = f"http://127.0.0.1:{port}"
-        self.ws = f"ws://127.0.0.1:{port}"
-
-    @property
-    def agent_url(self) -> str:
-        return f"{self.ws}/ws/agent/"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start_daphne(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Daphne:
-    port = free_port()
-    env = {
-        **os.environ,
-        **_database_env(),
-        "DJANGO_SETTINGS_MODULE": "ltpdash.settings",
-        "LTPDASH_LOG_LEVEL": "WARNING",
-        **(extra_env or {}),
-    }
-    log = tmp_path / f"daphne-{port}.log"
-    process = subprocess.Popen(
-        daphne_command("127.0.0.1", port),
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_serving("127.0.0.1", port, process)
-    except RuntimeError as exc:
-        process.kill()
-        raise RuntimeError(f"{exc}:\n{log.read_text()}") from None
-    return Daphne(port, process, log)
-
-
-def stop_daphne(server: Daphne) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+    return logged_in
 
 
 @pytest.fixture(scope="session")
@@ -141,10 +94,30 @@ def live(daphne_server, transactional_db):
     """The session's daphne with a database the test commits to (visible to daphne)."""
     yield daphne_server
     # Daphne records disconnects (presence frames) after the client has gone; flushing the
-    # database under it deadlocks on PostgreSQL. Wait until it has settled.
-    deadline = time.monotonic() + 10
-    while Agent.objects.filter(connections__gt=0).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # database under it deadlocks on PostgreSQL. Wait until it has settled (or give up).
+    with contextlib.suppress(AssertionError):
+        eventually(lambda: not Agent.objects.filter(connections__gt=0).exists(), timeout=10)
+
+
+# The simulated incident's agents get a short heartbeat timeout so that the silence shows
+# within seconds instead of half a minute.
+FAST_SIMULATION = {"LTPDASH_HEARTBEAT_TIMEOUT": "3", "LTPDASH_SWEEP_INTERVAL_MS": "200"}
+
+
+@pytest.fixture
+def server_and_sweeper(transactional_db, tmp_path):
+    """A daphne and a `manage.py sweep` process of their own, as in the README's run command:
+    the server, its environment (for `simulate`) and the sweeper's log."""
+    env = server_env(FAST_SIMULATION)
+    server = start_daphne(tmp_path, FAST_SIMULATION)
+    log = tmp_path / "sweep.log"
+    sweeper = subprocess.Popen(
+        manage("sweep"), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    yield server, env, log
+    sweeper.terminate()
+    sweeper.wait(timeout=10)
+    stop_daphne(server)
 
 
 @pytest.fixture(scope="session")
@@ -157,26 +130,3 @@ def django_db_setup(django_db_setup):
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
-
-
-def agent_socket(token: str) -> WebsocketCommunicator:
-    """An agent websocket through the real ASGI router (no network), with a Bearer token."""
-    from ltpdash.asgi import application
-
-    return WebsocketCommunicator(
-        application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
-    )
-
-
-async def until_acked(agent: Agent, frame_id: str, timeout: float = 10) -> None:
-    """Wait until the outbox records `agent`'s ack of `frame_id` (acks are not answered, so
-    the database is the only place to see one arrive)."""
-    import asyncio
-
-    deliveries = Delivery.objects.filter(agent=agent, ltp_id=frame_id, acked_at__isnull=False)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await deliveries.aexists():
-        if loop.time() > deadline:
-            pytest.fail(f"{agent.name} never acknowledged {frame_id}")
-        await asyncio.sleep(0.02)

@@ -21,3 +21,7 @@ SEED_RESPONSE = {
     },
     "focus_snapshot": {"coordination_id": KEY, "state": "diagnosis pending human approval"},
 }
+
+# The same bundles with ids and the coordination named, so that sending one again is a retry.
+SEED_REQUEST_WITH_ID = {"id": "seed-1", "coordination_id": KEY, **SEED_REQUEST}
+SEED_RESPONSE_WITH_ID = {"id": "seed-2", "coordination_id": KEY, **SEED_RESPONSE}

@@ -5,7 +5,6 @@ The failure is real: a trigger makes the database itself refuse every insert int
 table, the way a full disk or a lost connection would surface to the ingest transaction.
 """
 
-import json
 from contextlib import contextmanager
 
 import pytest
@@ -13,7 +12,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from coordination.models import Coordination, Frame, Orientation
-from tests.conftest import agent_socket
+from tests.factories import agent_socket, frame, post_frames
 
 FAIL_INSERTS = {
     "sqlite": [
@@ -61,14 +60,8 @@ def frame_storage_broken():
 
 
 def orientation(frame_id="o-1"):
-    return {
-        "v": "0.1",
-        "id": frame_id,
-        "ts": 1764000000000,
-        "type": "orientation",
-        "coordination_id": "incident-disk",
-        "payload": {"role": "triage-agent", "intent": "diagnose backlog"},
-    }
+    payload = {"role": "triage-agent", "intent": "diagnose backlog"}
+    return frame(frame_id, "orientation", payload, coordination_id="incident-disk")
 
 
 def _stored(frame_id):
@@ -114,11 +107,10 @@ async def test_socket_frame_is_not_acked_when_the_write_fails_and_its_retry_is(a
 
 
 def test_http_frame_is_not_acked_when_the_write_fails_and_its_retry_is(client, agents):
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {agents.triage_token}"}
-    body = json.dumps(orientation("o-http"))
+    body = orientation("o-http")
 
     with frame_storage_broken():
-        response = client.post("/api/v1/frames", body, content_type="application/json", **auth)
+        response = post_frames(client, agents.triage_token, body)
         # A server-side failure: the agent should retry, not treat its frame as bad.
         assert response.status_code == 503
         [reply] = response.json()["frames"]
@@ -126,7 +118,7 @@ def test_http_frame_is_not_acked_when_the_write_fails_and_its_retry_is(client, a
         assert reply["payload"]["code"] == "storage_failed"
         assert not _anything_kept()
 
-    response = client.post("/api/v1/frames", body, content_type="application/json", **auth)
+    response = post_frames(client, agents.triage_token, body)
     assert response.status_code == 200
     [ack] = response.json()["frames"]
     assert ack["type"] == "ack"

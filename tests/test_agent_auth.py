@@ -9,21 +9,14 @@ from channels.testing import WebsocketCommunicator
 from coordination.consumers import CLOSE_UNAUTHORIZED
 from coordination.models import Frame
 from ltpdash.asgi import application
-from tests.conftest import agent_socket
+from tests.factories import agent_socket, frame, post_frames
 
 # Consumers run their ORM calls in another thread, which must see what the test committed.
 socket_test = pytest.mark.django_db(transaction=True)
 
 
 def hello(frame_id="h-1", **extra):
-    return {
-        "v": "0.1",
-        "id": frame_id,
-        "ts": 1764000000000,
-        "type": "hello",
-        "payload": {},
-        **extra,
-    }
+    return frame(frame_id, "hello", coordination_id=None, **extra)
 
 
 async def _refused(headers):
@@ -139,12 +132,7 @@ def test_http_without_a_valid_token_is_401_with_a_json_error(client, agents, aut
 
 
 def test_http_refuses_a_frame_from_another_agent(client, agents):
-    response = client.post(
-        "/api/v1/frames",
-        json.dumps(hello("spoof", **{"from": "metrics-agent"})),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {agents.triage_token}",
-    )
+    response = post_frames(client, agents.triage_token, hello("spoof", **{"from": "metrics-agent"}))
 
     assert response.status_code == 400
     [error] = response.json()["frames"]

@@ -5,25 +5,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client
 
 from coordination.models import Agent
 
 pytestmark = pytest.mark.django_db
 
 
-def _admin(operators) -> Client:
-    client = Client()
-    client.force_login(operators["ada"])
-    return client
-
-
 def _token(html: str) -> str:
     return re.search(r"<code>(ltp_[^<]+)</code>", html).group(1)
 
 
-def test_creating_an_agent_shows_its_token_once(operators):
-    client = _admin(operators)
+def test_creating_an_agent_shows_its_token_once(client_for):
+    client = client_for("ada")
 
     page = client.post("/agents/new/", {"name": "pager-agent", "role": "pages people"})
 
@@ -33,16 +26,16 @@ def test_creating_an_agent_shows_its_token_once(operators):
     assert token not in client.get("/agents/").content.decode()
 
 
-def test_rotating_a_token_retires_the_old_one(agents, operators):
-    page = _admin(operators).post(f"/agents/{agents.triage.pk}/rotate/")
+def test_rotating_a_token_retires_the_old_one(agents, client_for):
+    page = client_for("ada").post(f"/agents/{agents.triage.pk}/rotate/")
 
     token = _token(page.content.decode())
     assert Agent.authenticate(token) == agents.triage
     assert Agent.authenticate(agents.triage_token) is None
 
 
-def test_a_duplicate_or_malformed_agent_name_is_refused(agents, operators):
-    client = _admin(operators)
+def test_a_duplicate_or_malformed_agent_name_is_refused(agents, client_for):
+    client = client_for("ada")
 
     duplicate = client.post("/agents/new/", {"name": "triage-agent"})
     malformed = client.post("/agents/new/", {"name": "<b>x</b>"})

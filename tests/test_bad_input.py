@@ -13,20 +13,20 @@ from django.test import override_settings
 
 from coordination.consumers import CLOSE_RATE_LIMITED, MAX_STRIKES
 from coordination.models import Coordination, Frame
-from tests.conftest import agent_socket
+from tests import factories
+from tests.factories import agent_socket, post_frames
 
 socket_test = pytest.mark.django_db(transaction=True)
 
 
 def frame(frame_id="ok-1", **changes):
-    base = {
-        "v": "0.1",
-        "id": frame_id,
-        "ts": 1764000000000,
-        "type": "orientation",
-        "coordination_id": "incident-bad",
-        "payload": {"role": "triage-agent", "intent": "diagnose backlog"},
-    }
+    """A good orientation, with `changes`; a field changed to DROP is left out."""
+    base = factories.frame(
+        frame_id,
+        "orientation",
+        {"role": "triage-agent", "intent": "diagnose backlog"},
+        coordination_id="incident-bad",
+    )
     base.update(changes)
     return {key: value for key, value in base.items() if value is not DROP}
 
@@ -135,12 +135,7 @@ async def test_bad_frame_on_socket_is_refused_with_its_code_and_socket_stays_usa
 def test_bad_frame_over_http_is_refused_with_its_code(
     client, agents, case, message, code, frame_id
 ):
-    response = client.post(
-        "/api/v1/frames",
-        message,
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {agents.triage_token}",
-    )
+    response = post_frames(client, agents.triage_token, message)
 
     assert response.status_code == 400
     body = response.json()
@@ -156,12 +151,7 @@ def test_bad_frame_over_http_is_refused_with_its_code(
 
 
 def test_http_body_that_is_not_utf8_is_malformed_json(client, agents):
-    response = client.post(
-        "/api/v1/frames",
-        b'{"v": "0.1", "id": "\xff\xfe"}',
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {agents.triage_token}",
-    )
+    response = post_frames(client, agents.triage_token, b'{"v": "0.1", "id": "\xff\xfe"}')
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_json"
@@ -205,12 +195,7 @@ async def test_unknown_type_is_stored_and_acked_with_a_warning(agents):
 
 
 def test_unknown_type_over_http_is_stored_and_acked_with_a_warning(client, agents):
-    response = client.post(
-        "/api/v1/frames",
-        text(frame("future-2", type="telepathy")),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {agents.triage_token}",
-    )
+    response = post_frames(client, agents.triage_token, text(frame("future-2", type="telepathy")))
 
     assert response.status_code == 200
     [ack] = response.json()["frames"]
@@ -292,16 +277,9 @@ async def test_frame_size_limit_is_configurable(agents):
 
 @override_settings(LTP_MAX_FRAME_BYTES=2048)
 def test_frame_over_the_size_limit_over_http_is_413(client, agents):
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {agents.triage_token}"}
-
-    single = client.post(
-        "/api/v1/frames", padded("big", 2049), content_type="application/json", **auth
-    )
-    in_a_list = client.post(
-        "/api/v1/frames",
-        "[" + text(frame("small")) + "," + padded("big", 2049) + "]",
-        content_type="application/json",
-        **auth,
+    single = post_frames(client, agents.triage_token, padded("big", 2049))
+    in_a_list = post_frames(
+        client, agents.triage_token, "[" + text(frame("small")) + "," + padded("big", 2049) + "]"
     )
 
     for response in (single, in_a_list):

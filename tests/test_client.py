@@ -10,9 +10,11 @@ from asgiref.sync import sync_to_async
 
 from coordination.client import LtpClient
 from coordination.models import Frame
-from tests.conftest import until_acked
+from tests.factories import aeventually, metrics_client, triage_client, until_acked
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+NET = "incident-net"
 
 
 def dead_url() -> str:
@@ -35,14 +37,6 @@ class RecordingClient(LtpClient):
         await super()._on_message(text)
 
 
-async def until(condition, what: str, attempts: int = 500):
-    for _ in range(attempts):
-        if await condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"never happened: {what}")
-
-
 def _copies(sender, frame_id):
     return Frame.objects.filter(sender=sender, ltp_id=frame_id).count()
 
@@ -53,13 +47,7 @@ SNAPSHOT = {"type": "focus_snapshot", "payload": {"state": "checking the queue"}
 async def test_frame_sent_while_the_network_is_down_is_sent_after_reconnect_and_stored_once(
     live, agents
 ):
-    client = LtpClient(
-        live.agent_url,
-        agents.triage_token,
-        "triage-agent",
-        coordination_id="incident-net",
-        backoff=(0.05, 0.2),
-    )
+    client = triage_client(live, agents, coordination_id=NET, backoff=(0.05, 0.2))
     async with client:
         url, client.url = client.url, dead_url()
         await client.drop()
@@ -67,7 +55,7 @@ async def test_frame_sent_while_the_network_is_down_is_sent_after_reconnect_and_
         async def down():
             return not client.connected.is_set()
 
-        await until(down, "the client noticed the drop")
+        await aeventually(down, what="the client noticed the drop")
         sending = asyncio.create_task(client.send({**SNAPSHOT, "id": "snap-1"}, timeout=30))
         await asyncio.sleep(0.3)  # several reconnect attempts fail meanwhile
         assert not sending.done()
@@ -84,13 +72,7 @@ async def test_frame_sent_while_the_network_is_down_is_sent_after_reconnect_and_
 
 
 async def test_frame_in_flight_when_the_socket_drops_is_stored_once(live, agents):
-    client = LtpClient(
-        live.agent_url,
-        agents.triage_token,
-        "triage-agent",
-        coordination_id="incident-net",
-        backoff=(0.05, 0.2),
-    )
+    client = triage_client(live, agents, coordination_id=NET, backoff=(0.05, 0.2))
     async with client:
         sending = asyncio.create_task(client.send({**SNAPSHOT, "id": "snap-2"}))
         await client.drop()
@@ -99,7 +81,7 @@ async def test_frame_in_flight_when_the_socket_drops_is_stored_once(live, agents
         async def reconnected():
             return client.reconnects == 1 and client.connected.is_set()
 
-        await until(reconnected, "the client reconnected")
+        await aeventually(reconnected, what="the client reconnected")
         # Whatever it resent after the reconnect is answered too, and is not a new frame.
         [again] = await client.send({**SNAPSHOT, "id": "snap-2"})
 
@@ -110,14 +92,12 @@ async def test_frame_in_flight_when_the_socket_drops_is_stored_once(live, agents
 
 
 async def test_pushed_frame_not_yet_acked_is_pushed_again_but_handed_over_once(live, agents):
-    triage = LtpClient(
-        live.agent_url, agents.triage_token, "triage-agent", coordination_id="incident-net"
-    )
+    triage = triage_client(live, agents, coordination_id=NET)
     metrics = RecordingClient(
         live.agent_url,
         agents.metrics_token,
         "metrics-agent",
-        coordination_id="incident-net",
+        coordination_id=NET,
         auto_ack=False,
         backoff=(0.05, 0.2),
     )
@@ -133,7 +113,7 @@ async def test_pushed_frame_not_yet_acked_is_pushed_again_but_handed_over_once(l
         async def reconnected():
             return metrics.reconnects == 1 and metrics.connected.is_set()
 
-        await until(reconnected, "the metrics agent reconnected")
+        await aeventually(reconnected, what="the metrics agent reconnected")
         # The server answers in order: once this is acked, the replay after the reconnect's
         # hello has been read.
         await metrics.send({"type": "heartbeat", "payload": {"seq": 1}})
@@ -147,12 +127,8 @@ async def test_pushed_frame_not_yet_acked_is_pushed_again_but_handed_over_once(l
 
 
 async def test_pushed_frames_are_acked_automatically(live, agents):
-    triage = LtpClient(
-        live.agent_url, agents.triage_token, "triage-agent", coordination_id="incident-net"
-    )
-    metrics = LtpClient(
-        live.agent_url, agents.metrics_token, "metrics-agent", coordination_id="incident-net"
-    )
+    triage = triage_client(live, agents, coordination_id=NET)
+    metrics = metrics_client(live, agents, coordination_id=NET)
     async with metrics, triage:
         await triage.send(
             {"type": "route_request", "id": "rr-2", "payload": {"target": "metrics-agent"}}
@@ -163,7 +139,7 @@ async def test_pushed_frames_are_acked_automatically(live, agents):
 
 
 async def test_send_raw_returns_the_servers_answer_to_bad_input(live, agents):
-    async with LtpClient(live.agent_url, agents.triage_token, "triage-agent") as client:
+    async with triage_client(live, agents, coordination_id=None) as client:
         malformed = await client.send_raw('{"v": "0.1", "id": ', timeout=5)
         wrong_version = await client.send_raw(
             json.dumps({"v": "0.2", "id": "old-1", "ts": 1, "type": "hello", "payload": {}}),
@@ -178,13 +154,13 @@ async def test_send_raw_returns_the_servers_answer_to_bad_input(live, agents):
 
 
 async def test_a_client_that_does_not_reconnect_fails_sends_at_once_after_a_close(live, agents):
-    client = LtpClient(live.agent_url, agents.triage_token, "triage-agent", reconnect=False)
+    client = triage_client(live, agents, coordination_id=None, reconnect=False)
     async with client:
         await client.drop()
 
         async def down():
             return not client.connected.is_set()
 
-        await until(down, "the client noticed the close")
+        await aeventually(down, what="the client noticed the close")
         with pytest.raises(ConnectionError, match="does not reconnect"):
             await client.send({"type": "orientation", "payload": {}}, timeout=30)

@@ -7,16 +7,10 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from coordination.ingest import ingest
 from coordination.models import Agent
+from tests.factories import command, post_frames, send
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
 
 
 def token_from(output: str) -> str:
@@ -25,17 +19,11 @@ def token_from(output: str) -> str:
 
 
 def authenticates(client, token) -> bool:
-    response = client.post(
-        "/api/v1/frames",
-        json.dumps({"hello": {}}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    return response.status_code == 200
+    return post_frames(client, token, {"hello": {}}).status_code == 200
 
 
 def test_createagent_prints_a_token_that_authenticates(client):
-    output = run("createagent", "pager-agent", "--role", "pager")
+    output = command("createagent", "pager-agent", "--role", "pager")
 
     token = token_from(output)
     assert "pager-agent" in output
@@ -46,26 +34,26 @@ def test_createagent_prints_a_token_that_authenticates(client):
 
 
 def test_createagent_token_only_prints_just_the_token(client):
-    token = run("createagent", "script-agent", "--token-only").strip()
+    token = command("createagent", "script-agent", "--token-only").strip()
 
     assert token.startswith("ltp_")
     assert Agent.authenticate(token) == Agent.objects.get(name="script-agent")
 
 
 def test_createagent_refuses_an_existing_name_without_rotate(client):
-    token = token_from(run("createagent", "pager-agent"))
+    token = token_from(command("createagent", "pager-agent"))
 
     with pytest.raises(CommandError, match="--rotate"):
-        run("createagent", "pager-agent")
+        command("createagent", "pager-agent")
 
     assert Agent.objects.filter(name="pager-agent").count() == 1
     assert authenticates(client, token)
 
 
 def test_createagent_rotate_replaces_the_token(client):
-    old = token_from(run("createagent", "pager-agent"))
+    old = token_from(command("createagent", "pager-agent"))
 
-    new = token_from(run("createagent", "pager-agent", "--rotate"))
+    new = token_from(command("createagent", "pager-agent", "--rotate"))
 
     assert new != old
     assert authenticates(client, new)
@@ -73,7 +61,7 @@ def test_createagent_rotate_replaces_the_token(client):
 
 
 def _incident(agents):
-    outcomes = ingest(
+    send(
         agents.triage,
         {
             "id": "seed-1",
@@ -83,24 +71,23 @@ def _incident(agents):
             "focus_snapshot": {"state": "pending", "ratio": 0.07, "big": 1e21},
         },
     )
-    assert all(o.error is None for o in outcomes)
 
 
 def test_exporttrace_output_verifies_with_verifytrace(agents, tmp_path):
     _incident(agents)
     path = tmp_path / "incident-4821.jsonl"
 
-    path.write_text(run("exporttrace", "incident-4821"), encoding="utf-8")
+    path.write_text(command("exporttrace", "incident-4821"), encoding="utf-8")
 
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4  # three frames plus ltpdash's escalate step
     assert json.loads(lines[0])["frame"]["id"] == "seed-1:orientation"
-    assert run("verifytrace", str(path)).strip() == "verified (4 entries)"
+    assert command("verifytrace", str(path)).strip() == "verified (4 entries)"
 
 
 def test_verifytrace_reports_where_an_edited_export_breaks(agents, tmp_path, capsys):
     _incident(agents)
-    lines = run("exporttrace", "incident-4821").splitlines()
+    lines = command("exporttrace", "incident-4821").splitlines()
     [edited] = [n for n, line in enumerate(lines) if '"state":"pending"' in line]
     lines[edited] = lines[edited].replace('"state":"pending"', '"state":"all fine"')
     path = tmp_path / "edited.jsonl"
@@ -116,4 +103,4 @@ def test_verifytrace_reports_where_an_edited_export_breaks(agents, tmp_path, cap
 
 def test_exporttrace_of_an_unknown_coordination_fails(agents):
     with pytest.raises(CommandError, match="No coordination"):
-        run("exporttrace", "incident-0000")
+        command("exporttrace", "incident-0000")

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 
 from coordination.models import Agent, Coordination, Escalation, EscalationStatus, Frame
-from ltpdash.asgi import application
-from tests.console_helpers import KEY, seed
+from tests.factories import seed, ui_socket
+from tests.seed import KEY
 
 ANON, VIEWER, APPROVER, ADMIN, NO_ROLE = "anonymous", "vic", "alice", "ada", "oscar"
 EVERYONE = (ANON, NO_ROLE, VIEWER, APPROVER, ADMIN)
@@ -96,12 +94,10 @@ def _state():
     ids=[e[0] for e in ENDPOINTS],
 )
 def test_every_page_fragment_and_action_is_guarded(
-    agents, operators, who, name, method, url_name, permission, extra
+    agents, client_for, who, name, method, url_name, permission, extra
 ):
     escalation = seed(agents)
-    client = Client()
-    if who != ANON:
-        client.force_login(operators[who])
+    client = client_for(None if who == ANON else who)
     url = _url(url_name, escalation, agents.triage) + extra.get("query", "")
     headers = {"HX-Request": "true"} if extra.get("htmx") else {}
     before = _state()
@@ -128,8 +124,8 @@ def test_every_page_fragment_and_action_is_guarded(
 
 
 @pytest.mark.django_db
-def test_login_page_is_open_and_logout_needs_a_post(operators):
-    client = Client()
+def test_login_page_is_open_and_logout_needs_a_post(client_for, operators):
+    client = client_for(None)
     assert client.get(reverse("login")).status_code == 200
     client.force_login(operators["vic"])
     assert client.get(reverse("logout")).status_code == 405
@@ -138,10 +134,9 @@ def test_login_page_is_open_and_logout_needs_a_post(operators):
 
 
 @pytest.mark.django_db
-def test_a_viewers_forged_decision_is_refused_and_changes_nothing(agents, operators):
+def test_a_viewers_forged_decision_is_refused_and_changes_nothing(agents, client_for):
     escalation = seed(agents)
-    client = Client(enforce_csrf_checks=False)
-    client.force_login(operators["vic"])
+    client = client_for("vic", enforce_csrf_checks=False)
     frames = Frame.objects.count()
 
     response = client.post(
@@ -163,33 +158,14 @@ def test_a_viewers_forged_decision_is_refused_and_changes_nothing(agents, operat
 SOCKETS = ["/ws/ui/dashboard/", "/ws/ui/escalations/", "/ws/ui/coordinations/{pk}/?seq=-1"]
 
 
-async def _connect(path: str, session: str | None, origin: str | None = "http://testserver"):
-    headers = [(b"host", b"testserver")]
-    if origin:
-        headers.append((b"origin", origin.encode()))
-    if session:
-        headers.append((b"cookie", f"sessionid={session}".encode()))
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, _ = await communicator.connect()
-    return communicator, connected
-
-
-@sync_to_async
-def _session(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("who", EVERYONE)
 @pytest.mark.parametrize("route", SOCKETS)
 async def test_every_socket_admits_only_operators_who_may_watch(agents, operators, who, route):
     escalation = await sync_to_async(seed)(agents)
-    session = await _session(operators[who]) if who != ANON else None
     path = route.format(pk=escalation.coordination_id)
 
-    communicator, connected = await _connect(path, session)
+    communicator, connected = await ui_socket(path, operators[who] if who != ANON else None)
     try:
         assert connected is (who in ALLOWED[WATCH])
     finally:
@@ -198,9 +174,8 @@ async def test_every_socket_admits_only_operators_who_may_watch(agents, operator
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_from_another_origin_is_refused_even_with_a_session(operators):
-    session = await _session(operators["alice"])
-    communicator, connected = await _connect(
-        "/ws/ui/dashboard/", session, origin="http://evil.example"
+    communicator, connected = await ui_socket(
+        "/ws/ui/dashboard/", operators["alice"], origin="http://evil.example"
     )
     await communicator.disconnect()
     assert not connected

@@ -7,8 +7,7 @@ from asgiref.sync import sync_to_async
 from coordination.decisions import APPROVE, decide
 from coordination.models import Frame
 from coordination.trace import verify_trace
-from tests.conftest import agent_socket
-from tests.console_helpers import seed
+from tests.factories import agent_socket, seed
 from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,9 +68,9 @@ async def test_acknowledged_frames_are_not_replayed_on_the_next_hello(agents, op
         await socket.disconnect()
 
 
-def test_operator_downloads_a_trace_that_verifies(client, agents, operators):
+def test_operator_downloads_a_trace_that_verifies(client_for, agents):
     seed(agents)
-    client.force_login(operators["vic"])
+    client = client_for("vic")
 
     response = client.get(f"/coordinations/{KEY}/trace.jsonl")
 

@@ -4,19 +4,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coordination.ingest import ingest
-from coordination.models import Agent, Coordination, Frame, Presence
+from coordination.models import Agent, Coordination, Frame
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
 def send(agent, frame_id, type, payload=None, **extra):
-    """Ingest one frame from `agent` the way either transport does; return its outcome."""
-    frame = {"v": "0.1", "id": frame_id, "ts": 1764000000000, "type": type, "payload": {}}
-    frame["payload"] = payload or {}
-    frame.update(extra)
-    [outcome] = ingest(Agent.objects.get(pk=agent.pk), frame)
-    assert outcome.error is None, outcome.error
+    """Ingest one frame from `agent` the way either transport does, naming no coordination
+    unless `extra` does; return its outcome."""
+    data = factories.frame(frame_id, type, payload, **{"coordination_id": None, **extra})
+    [outcome] = factories.send(Agent.objects.get(pk=agent.pk), data)
     return outcome
 
 
@@ -47,7 +45,7 @@ def test_payload_coordination_id_comes_next(agents):
 
 
 def test_answer_belongs_to_the_coordination_of_the_request_it_answers(agents):
-    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE)
+    factories.online(agents.metrics.name, connections=0)
     send(
         agents.triage,
         "rr-1",

@@ -6,49 +6,26 @@ import pytest
 from django.test import override_settings
 
 from coordination.decisions import APPROVE, REJECT, decide
-from coordination.ingest import ingest
 from coordination.models import (
     Agent,
     Delivery,
     Escalation,
     EscalationStatus,
     Frame,
-    Presence,
     RequestStatus,
-    RouteRequest,
 )
+from tests import factories
+from tests.factories import ask, send
+from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db
-
-KEY = "incident-4821"
 
 
 @pytest.fixture
 def online(agents):
     # The target is reachable: whatever stops the request, it is not presence.
-    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE, connections=1)
+    factories.online(agents.metrics.name)
     return agents
-
-
-def send(agent, frame_or_bundle):
-    outcomes = ingest(agent, frame_or_bundle)
-    assert all(o.error is None for o in outcomes), [o.error.message for o in outcomes if o.error]
-    return outcomes
-
-
-def ask(agent, payload, frame_id="req-1"):
-    send(
-        agent,
-        {
-            "v": "0.1",
-            "id": frame_id,
-            "ts": 1764000000000,
-            "type": "route_request",
-            "coordination_id": KEY,
-            "payload": payload,
-        },
-    )
-    return RouteRequest.objects.get(requester=agent, ltp_id=frame_id)
 
 
 def test_critical_action_request_becomes_an_escalation_with_the_rule_id(online):

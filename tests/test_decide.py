@@ -13,15 +13,10 @@ from coordination.models import (
     EscalationStatus,
     Frame,
 )
-from tests.console_helpers import KEY, seed, send
+from tests.factories import seed, send
+from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db
-
-
-def _as(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _decide(client: Client, escalation: Escalation, htmx: bool = True, **data):
@@ -32,21 +27,21 @@ def _decide(client: Client, escalation: Escalation, htmx: bool = True, **data):
     )
 
 
-def test_route_response_escalate_branch_opens_an_escalation_with_its_context(agents, operators):
+def test_route_response_escalate_branch_opens_an_escalation_with_its_context(agents, client_for):
     escalation = seed(agents)
 
     assert escalation.reason == "guardrail: cannot page DB"
     assert escalation.agent == agents.metrics
     assert escalation.frame.type == "route_response"
     assert escalation.coordination.key == KEY
-    page = _as(operators["vic"]).get(reverse("escalation-inbox")).content.decode()
+    page = client_for("vic").get(reverse("escalation-inbox")).content.decode()
     assert "guardrail: cannot page DB" in page
     assert "queue depth and error rate" in page  # the request
     assert "1240" in page and "0.07" in page  # the result it carried
     assert "no production writes" in page  # the requester's guardrails at the time
 
 
-def test_route_request_to_human_opens_an_escalation(agents, operators):
+def test_route_request_to_human_opens_an_escalation(agents, client_for):
     send(
         agents.triage,
         {
@@ -62,16 +57,18 @@ def test_route_request_to_human_opens_an_escalation(agents, operators):
     assert escalation.reason == "may I restart the worker pool?"
     assert escalation.route_request.ltp_id == "ask-human:route_request"
     assert escalation.in_reply_to == "ask-human:route_request"
-    page = _as(operators["alice"]).get(reverse("coordination-detail", args=[KEY]))
+    page = client_for("alice").get(reverse("coordination-detail", args=[KEY]))
     assert "may I restart the worker pool?" in page.content.decode()
     assert "ask first" in page.content.decode()  # the orientation in force when it asked
 
 
-def test_approval_becomes_a_human_route_response_in_the_chain_owed_to_the_agent(agents, operators):
+def test_approval_becomes_a_human_route_response_in_the_chain_owed_to_the_agent(
+    agents, client_for, operators
+):
     escalation = seed(agents)
 
     response = _decide(
-        _as(operators["alice"]),
+        client_for("alice"),
         escalation,
         verdict="approve",
         note="page the DB on-call",
@@ -96,12 +93,14 @@ def test_approval_becomes_a_human_route_response_in_the_chain_owed_to_the_agent(
     assert delivery.acked_at is None  # stored, owed until the agent acks it
 
 
-def test_second_decision_on_same_escalation_is_refused_with_who_decided(agents, operators):
+def test_second_decision_on_same_escalation_is_refused_with_who_decided(
+    agents, client_for, operators
+):
     escalation = seed(agents)
-    _decide(_as(operators["alice"]), escalation, verdict="approve", note="go")
+    _decide(client_for("alice"), escalation, verdict="approve", note="go")
     frames = Frame.objects.count()
 
-    response = _decide(_as(operators["bob"]), escalation, verdict="reject", note="no")
+    response = _decide(client_for("bob"), escalation, verdict="reject", note="no")
 
     assert "Already approved by alice." in response.content.decode()
     escalation.refresh_from_db()
@@ -110,19 +109,19 @@ def test_second_decision_on_same_escalation_is_refused_with_who_decided(agents, 
     assert Frame.objects.count() == frames
 
 
-def test_rejecting_without_a_note_is_refused_and_decides_nothing(agents, operators):
+def test_rejecting_without_a_note_is_refused_and_decides_nothing(agents, client_for):
     escalation = seed(agents)
 
-    response = _decide(_as(operators["alice"]), escalation, verdict="reject", note="  ")
+    response = _decide(client_for("alice"), escalation, verdict="reject", note="  ")
 
     assert "Say why you reject" in response.content.decode()
     escalation.refresh_from_db()
     assert escalation.status == EscalationStatus.PENDING
 
 
-def test_a_form_post_without_javascript_redirects_back_with_the_outcome(agents, operators):
+def test_a_form_post_without_javascript_redirects_back_with_the_outcome(agents, client_for):
     escalation = seed(agents)
-    client = _as(operators["alice"])
+    client = client_for("alice")
 
     response = _decide(
         client, escalation, htmx=False, verdict="reject", note="not now", next="/escalations/"
@@ -136,11 +135,11 @@ def test_a_form_post_without_javascript_redirects_back_with_the_outcome(agents, 
     assert escalation.decision_frame.payload["branches"][0]["action"] == "reject"
 
 
-def test_a_redirect_never_leaves_the_site(agents, operators):
+def test_a_redirect_never_leaves_the_site(agents, client_for):
     escalation = seed(agents)
 
     response = _decide(
-        _as(operators["alice"]),
+        client_for("alice"),
         escalation,
         htmx=False,
         verdict="approve",
@@ -151,7 +150,7 @@ def test_a_redirect_never_leaves_the_site(agents, operators):
 
 
 @override_settings(CRITICAL_APPROVALS=2)
-def test_a_critical_escalation_needs_two_approvers_and_shows_the_count(agents, operators):
+def test_a_critical_escalation_needs_two_approvers_and_shows_the_count(agents, client_for):
     send(
         agents.triage,
         {
@@ -163,14 +162,14 @@ def test_a_critical_escalation_needs_two_approvers_and_shows_the_count(agents, o
     escalation = Escalation.objects.get()
     assert escalation.required_approvals == 2
 
-    first = _decide(_as(operators["alice"]), escalation, verdict="approve", note="ok")
+    first = _decide(client_for("alice"), escalation, verdict="approve", note="ok")
 
     assert "1 of 2 approvals" in first.content.decode()
     assert "alice" in first.content.decode()
     escalation.refresh_from_db()
     assert escalation.status == EscalationStatus.PENDING
 
-    second = _decide(_as(operators["bob"]), escalation, verdict="approve", note="ok too")
+    second = _decide(client_for("bob"), escalation, verdict="approve", note="ok too")
 
     assert "Approved by bob" in second.content.decode()
     escalation.refresh_from_db()

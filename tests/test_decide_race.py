@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from coordination.models import HUMAN_PREFIX, Delivery, Escalation, EscalationStatus, Frame
-from tests.console_helpers import Operator, seed
+from tests.factories import Operator, seed
 
 pytestmark = [pytest.mark.e2e]
 

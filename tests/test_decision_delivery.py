@@ -3,7 +3,6 @@ before it is sent, redelivered on reconnect until acknowledged, never again afte
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -11,7 +10,8 @@ from asgiref.sync import sync_to_async
 
 from coordination.client import LtpClient
 from coordination.models import Delivery, Escalation
-from tests.console_helpers import KEY, SEED_REQUEST, SEED_RESPONSE, Operator
+from tests.factories import Operator, aeventually, triage_client
+from tests.seed import KEY, SEED_REQUEST_WITH_ID, SEED_RESPONSE_WITH_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -37,15 +37,6 @@ async def _settle(client: LtpClient) -> None:
     await client.send({"type": "heartbeat", "payload": {"seq": 1}})
 
 
-async def _wait_for(predicate, what: str, timeout: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await sync_to_async(predicate)():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_decision_made_while_agent_offline_arrives_once_on_reconnect(live, agents, operators):
     def client(name, token):
         return RecordingClient(live.agent_url, token, name, coordination_id=KEY, reconnect=False)
@@ -53,9 +44,9 @@ async def test_decision_made_while_agent_offline_arrives_once_on_reconnect(live,
     triage = client("triage-agent", agents.triage_token)
     metrics = client("metrics-agent", agents.metrics_token)
     async with triage, metrics:
-        await triage.send(SEED_REQUEST)
+        await triage.send(SEED_REQUEST_WITH_ID)
         await metrics.receive(type="route_request")
-        await metrics.send(SEED_RESPONSE)
+        await metrics.send(SEED_RESPONSE_WITH_ID)
         await triage.receive(type="route_response", where=lambda f: f["from"] == "metrics-agent")
     # metrics-agent is offline now. alice decides.
     escalation = await Escalation.objects.aget(coordination__key=KEY)
@@ -77,9 +68,9 @@ async def test_decision_made_while_agent_offline_arrives_once_on_reconnect(live,
             type="route_response", where=lambda f: f["from"] == "human:alice"
         )
         await _settle(first)
-        await _wait_for(
+        await aeventually(
             lambda: Delivery.objects.filter(pk=delivery.pk, acked_at__isnull=False).exists(),
-            "the agent's ack is stored",
+            what="the agent's ack is stored",
         )
     assert decision["id"] == delivery.frame.ltp_id
     assert decision["payload"]["in_reply_to"] == escalation.in_reply_to
@@ -98,14 +89,14 @@ async def test_decision_made_while_agent_offline_arrives_once_on_reconnect(live,
 
 async def test_unacknowledged_decision_is_redelivered_on_every_reconnect(live, agents, operators):
     metrics_kwargs = {"coordination_id": KEY, "reconnect": False, "auto_ack": False}
-    triage = LtpClient(live.agent_url, agents.triage_token, "triage-agent", coordination_id=KEY)
+    triage = triage_client(live, agents)
     metrics = RecordingClient(
         live.agent_url, agents.metrics_token, "metrics-agent", **metrics_kwargs
     )
     async with triage, metrics:
-        await triage.send(SEED_REQUEST)
+        await triage.send(SEED_REQUEST_WITH_ID)
         await metrics.receive(type="route_request")
-        await metrics.send(SEED_RESPONSE)
+        await metrics.send(SEED_RESPONSE_WITH_ID)
         escalation = await Escalation.objects.aget(coordination__key=KEY)
         alice = await sync_to_async(Operator)(live.http, operators["alice"])
         await sync_to_async(alice.post)(

@@ -6,18 +6,13 @@ The sweeper runs as one `sweep --once` pass in the test process, after the store
 has been moved into the past as if the time had gone by.
 """
 
-import io
-import time
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.management import call_command
 from django.db.models import F
-from django.test import override_settings
 from django.utils import timezone
 
-from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
 from coordination.models import (
     Coordination,
@@ -26,20 +21,17 @@ from coordination.models import (
     EscalationStatus,
     Frame,
 )
-from coordination.trace import verify_trace
+from tests.factories import (
+    about,
+    acked_id,
+    aeventually,
+    asweep_once,
+    averified_trace,
+    metrics_client,
+)
 from tests.seed import KEY, SEED_RESPONSE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def metrics_client(live, agents) -> LtpClient:
-    return LtpClient(live.agent_url, agents.metrics_token, "metrics-agent", coordination_id=KEY)
-
-
-def escalated_frame_id(acks) -> str:
-    return next(
-        a["payload"]["frame_id"] for a in acks if "route_response" in a["payload"]["frame_id"]
-    )
 
 
 @sync_to_async
@@ -54,33 +46,19 @@ def pass_deadline() -> Escalation:
     return escalation
 
 
-@sync_to_async
-def sweep_once(default: str = "reject") -> str:
-    out = io.StringIO()
-    with override_settings(ESCALATION_DEFAULT=default):
-        call_command("sweep", "--once", stdout=out)
-    return out.getvalue()
-
-
-def about(frame_id: str, sender: str = "ltpdash"):
-    return lambda f: f["from"] == sender and f["payload"].get("in_reply_to") == frame_id
-
-
-@sync_to_async
-def verified_trace():
-    out = io.StringIO()
-    call_command("exporttrace", KEY, stdout=out)
-    return verify_trace(out.getvalue().splitlines())
+async def sweep(default: str = "reject") -> str:
+    """One sweep pass that applies `default` at escalation deadlines."""
+    return await asweep_once(ESCALATION_DEFAULT=default)
 
 
 async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receives_it(
     live, agents, settings
 ):
     async with metrics_client(live, agents) as metrics:
-        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
         escalation = await pass_deadline()
 
-        swept = await sweep_once()
+        swept = await sweep()
         assert f"{KEY}: escalation {escalation.pk} default applied: rejected" in swept
 
         decision = await metrics.receive(type="route_response", where=about(escalated))
@@ -91,7 +69,7 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
             f"no decision within {settings.ESCALATION_DEADLINE}s; default applied: reject"
         )
         # Applied once: a second pass has nothing to do.
-        assert await sweep_once() == ""
+        assert await sweep() == ""
 
     @sync_to_async
     def check():
@@ -104,40 +82,35 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
         assert Frame.objects.filter(coordination__key=KEY, ltp_id=decision["id"]).count() == 1
 
     await check()
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why
 
 
 async def test_default_decision_reaches_an_agent_that_was_away_when_it_was_made(live, agents):
     async with metrics_client(live, agents) as metrics:
-        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
     await pass_deadline()
-    await sweep_once()  # the agent is not connected: the decision waits in its outbox
+    await sweep()  # the agent is not connected: the decision waits in its outbox
 
     async with metrics_client(live, agents) as metrics:
         decision = await metrics.receive(type="route_response", where=about(escalated))
         assert decision["payload"]["branches"][0]["action"] == "reject"
 
-    @sync_to_async
-    def acknowledged():
-        # The client acks on receipt; daphne applies the ack shortly after.
-        for _ in range(200):
-            if not Delivery.objects.filter(agent=agents.metrics, acked_at=None).exists():
-                return True
-            time.sleep(0.05)
-        return False
-
-    assert await acknowledged()
+    # The client acks on receipt; daphne applies the ack shortly after.
+    await aeventually(
+        lambda: not Delivery.objects.filter(agent=agents.metrics, acked_at=None).exists(),
+        what="metrics-agent acknowledged the decision",
+    )
 
 
 async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
     live, agents, operators, settings
 ):
     async with metrics_client(live, agents) as metrics:
-        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
         escalation = await pass_deadline()
 
-        swept = await sweep_once("next_tier")
+        swept = await sweep("next_tier")
         assert f"{KEY}: escalation {escalation.pk} moved to tier 2 (admins)" in swept
 
         notice = await metrics.receive(type="route_response", where=about(escalated))
@@ -160,7 +133,7 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
             return escalation
 
         escalation = await moved()
-        assert await sweep_once("next_tier") == ""  # moved once
+        assert await sweep("next_tier") == ""  # moved once
 
         result = await sync_to_async(decide)(
             escalation.pk, operators["ada"], APPROVE, "page the DB on-call"
@@ -170,18 +143,18 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
         assert decision["payload"]["branches"][0]["action"] == "approve"
         assert decision["payload"]["branches"][0]["reason"] == "page the DB on-call"
 
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why
 
 
 async def test_second_tier_past_its_deadline_gets_the_reject_default(live, agents):
     async with metrics_client(live, agents) as metrics:
-        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
         await pass_deadline()
-        await sweep_once("next_tier")
+        await sweep("next_tier")
         await pass_deadline()
 
-        swept = await sweep_once("next_tier")
+        swept = await sweep("next_tier")
         assert "default applied: rejected" in swept
         decision = await metrics.receive(
             type="route_response",
@@ -203,7 +176,7 @@ async def test_second_tier_past_its_deadline_gets_the_reject_default(live, agent
 async def test_deadline_follows_the_coordinations_own_setting(live, agents):
     await sync_to_async(Coordination.objects.create)(key=KEY, escalation_deadline_seconds=120)
     async with metrics_client(live, agents) as metrics:
-        escalated = escalated_frame_id(await metrics.send(SEED_RESPONSE))
+        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
 
         @sync_to_async
         def waiting_time():
@@ -212,7 +185,7 @@ async def test_deadline_follows_the_coordinations_own_setting(live, agents):
 
         assert round(await waiting_time()) == 120
         await pass_deadline()
-        await sweep_once()
+        await sweep()
         decision = await metrics.receive(type="route_response", where=about(escalated))
         assert decision["payload"]["branches"][0]["reason"] == (
             "no decision within 120s; default applied: reject"

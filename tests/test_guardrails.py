@@ -3,8 +3,8 @@ each step, the guardrails that applied when the agent took it."""
 
 import pytest
 
-from coordination.ingest import ingest
 from coordination.models import Frame
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -16,13 +16,14 @@ ORIENTATION = {
 }
 
 
-def send(agent, data, key=KEY):
+def send(agent, data, key=KEY) -> list[Frame]:
+    """factories.send in coordination `key` (a frame needs only its id, type and payload);
+    the frames as stored."""
     if "type" in data:
-        data = {"v": "0.1", "ts": 1764000000000, "coordination_id": key, **data}
+        data = factories.frame(data["id"], data["type"], data["payload"], coordination_id=key)
     else:
         data = {"coordination_id": key, **data}
-    outcomes = ingest(agent, data)
-    assert all(o.error is None for o in outcomes)
+    outcomes = factories.send(agent, data)
     return [Frame.objects.get(sender=agent.name, ltp_id=o.frame_id) for o in outcomes]
 
 
@@ -107,12 +108,12 @@ def test_an_orientation_holds_only_in_its_own_coordination(agents):
     assert elsewhere.orientation is None
 
 
-def test_timeline_shows_the_guardrails_in_force_with_each_action(agents, operators, client):
+def test_timeline_shows_the_guardrails_in_force_with_each_action(agents, client_for):
     send(agents.triage, {"id": "o1", "orientation": ORIENTATION})
     send(agents.triage, {"id": "r1", "route_request": {"target": "human", "need": "page the DB"}})
     send(agents.triage, {"id": "o2", "orientation": {**ORIENTATION, "guardrails": ["read-only"]}})
     send(agents.triage, {"id": "r2", "route_request": {"target": "human", "need": "restart"}})
-    client.force_login(operators["vic"])
+    client = client_for("vic")
 
     page = client.get(f"/coordinations/{KEY}/").content.decode()
 

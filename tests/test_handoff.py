@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import Client
 
-from coordination.client import LtpClient
 from coordination.models import Coordination, Frame
-from tests.console_helpers import KEY, SEED_REQUEST, Operator
+from tests.factories import Operator, metrics_client, seed, triage_client
+from tests.seed import KEY, SEED_REQUEST_WITH_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -19,10 +18,10 @@ def _owner_is(name: str):
 
 
 async def test_take_over_and_hand_off_reach_agents_and_the_timeline(live, agents, operators):
-    triage = LtpClient(live.agent_url, agents.triage_token, "triage-agent", coordination_id=KEY)
-    metrics = LtpClient(live.agent_url, agents.metrics_token, "metrics-agent", coordination_id=KEY)
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
     async with triage, metrics:
-        await triage.send(SEED_REQUEST)
+        await triage.send(SEED_REQUEST_WITH_ID)
         await metrics.receive(type="route_request")
         alice = await sync_to_async(Operator)(live.http, operators["alice"])
 
@@ -60,12 +59,9 @@ async def test_take_over_and_hand_off_reach_agents_and_the_timeline(live, agents
 
 
 @pytest.mark.django_db
-def test_a_coordination_cannot_be_handed_to_an_operator_who_cannot_decide(agents, operators):
-    from tests.console_helpers import seed
-
+def test_a_coordination_cannot_be_handed_to_an_operator_who_cannot_decide(agents, client_for):
     seed(agents)
-    client = Client()
-    client.force_login(operators["alice"])
+    client = client_for("alice")
     frames = Frame.objects.count()
 
     response = client.post(

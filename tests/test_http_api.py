@@ -1,41 +1,25 @@
 """The agents' HTTP API: frames in (one, a list, a bundle), context and trace out."""
 
 import asyncio
-import io
 import json
 import urllib.request
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.management import call_command
 
-from coordination.client import LtpClient
-from coordination.models import Agent, Frame, Presence
+from coordination.models import Frame
 from coordination.trace import verify_trace
+from tests.factories import (
+    exported_trace,
+    frame,
+    metrics_client,
+    online,
+    post_frames,
+    triage_client,
+)
 from tests.seed import KEY, SEED_REQUEST, SEED_RESPONSE
 
 pytestmark = pytest.mark.django_db
-
-
-def frame(frame_id, type, payload, **extra):
-    return {
-        "v": "0.1",
-        "id": frame_id,
-        "ts": 1764000000000,
-        "type": type,
-        "coordination_id": KEY,
-        "payload": payload,
-        **extra,
-    }
-
-
-def post(client, token, body):
-    return client.post(
-        "/api/v1/frames",
-        json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
 
 
 def get(client, token, path):
@@ -43,7 +27,9 @@ def get(client, token, path):
 
 
 def test_one_frame_is_stored_and_acked(client, agents):
-    response = post(client, agents.triage_token, frame("o-1", "orientation", {"intent": "look"}))
+    response = post_frames(
+        client, agents.triage_token, frame("o-1", "orientation", {"intent": "look"})
+    )
 
     assert response.status_code == 200
     [ack] = response.json()["frames"]
@@ -65,7 +51,7 @@ def test_a_list_is_acked_frame_by_frame_in_order(client, agents):
         frame("s-1", "focus_snapshot", {"state": "looking"}),
     ]
 
-    response = post(client, agents.triage_token, frames)
+    response = post_frames(client, agents.triage_token, frames)
 
     assert response.status_code == 200  # at least one was stored
     replies = response.json()["frames"]
@@ -78,7 +64,7 @@ def test_a_list_is_acked_frame_by_frame_in_order(client, agents):
 
 
 def test_a_bundle_is_its_frames_in_key_order_with_server_assigned_ids(client, agents):
-    response = post(
+    response = post_frames(
         client,
         agents.triage_token,
         {
@@ -102,7 +88,7 @@ def test_a_bundle_is_its_frames_in_key_order_with_server_assigned_ids(client, ag
 
 
 def test_a_request_where_nothing_was_stored_is_400(client, agents):
-    response = post(client, agents.triage_token, [frame("bad", "hello", "nope")])
+    response = post_frames(client, agents.triage_token, [frame("bad", "hello", "nope")])
 
     assert response.status_code == 400
     assert response.json()["frames"][0]["payload"]["code"] == "payload_not_object"
@@ -112,7 +98,7 @@ def test_too_many_frames_in_one_request_is_413(client, agents, settings):
     settings.LTP_MAX_FRAMES_PER_REQUEST = 3
     frames = [frame(f"s-{n}", "focus_snapshot", {}) for n in range(4)]
 
-    response = post(client, agents.triage_token, frames)
+    response = post_frames(client, agents.triage_token, frames)
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_many_frames"
@@ -126,8 +112,8 @@ def test_frames_endpoint_accepts_only_post(client, agents):
 def _incident(client, agents):
     """The seed flow's state over HTTP: an orientation, an open request to an online agent,
     a request to a human (an escalation) and a snapshot."""
-    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE)
-    response = post(
+    online(agents.metrics.name, connections=0)
+    response = post_frames(
         client,
         agents.triage_token,
         [
@@ -222,8 +208,8 @@ def test_every_endpoint_is_401_without_a_token(client, agents):
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 async def test_seed_flow_trace_served_by_daphne_verifies_and_matches_exporttrace(live, agents):
-    triage = LtpClient(live.agent_url, agents.triage_token, "triage-agent", coordination_id=KEY)
-    metrics = LtpClient(live.agent_url, agents.metrics_token, "metrics-agent", coordination_id=KEY)
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
     async with triage, metrics:
         await triage.send(SEED_REQUEST)
         await metrics.receive(type="route_request")
@@ -244,10 +230,9 @@ async def test_seed_flow_trace_served_by_daphne_verifies_and_matches_exporttrace
     assert content_type.startswith("application/jsonl")
     verdict = verify_trace(body.splitlines())
     assert verdict.ok, verdict.why
-    exported = io.StringIO()
-    await sync_to_async(call_command)("exporttrace", KEY, stdout=exported)
+    exported = await sync_to_async(exported_trace)()
     # Disconnects may append presence entries after the fetch; the fetched chain is a prefix.
-    assert exported.getvalue().startswith(body)
+    assert exported.startswith(body)
     types = [json.loads(line)["frame"]["type"] for line in body.splitlines()]
     for expected in ("orientation", "route_request", "route_response", "focus_snapshot"):
         assert expected in types

@@ -6,23 +6,14 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from coordination.client import LtpClient
 from coordination.models import Delivery, Escalation, Frame, RouteRequest
-from tests.conftest import agent_socket
+from tests.factories import agent_socket, frame, post_frames, triage_client
 
 socket_test = pytest.mark.django_db(transaction=True)
 
 
-def route_request(frame_id="rr-1", **extra):
-    return {
-        "v": "0.1",
-        "id": frame_id,
-        "ts": 1764000000000,
-        "type": "route_request",
-        "coordination_id": "incident-4821",
-        "payload": {"target": "human", "need": "approve the failover"},
-        **extra,
-    }
+def route_request(frame_id="rr-1"):
+    return frame(frame_id, "route_request", {"target": "human", "need": "approve the failover"})
 
 
 SEED_BUNDLE = {
@@ -155,18 +146,9 @@ async def test_two_agents_may_use_the_same_id(agents):
     assert [s async for (s,) in senders] == ["metrics-agent", "triage-agent"]
 
 
-def _post(client, token, body):
-    return client.post(
-        "/api/v1/frames",
-        json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-
-
 def test_same_frame_twice_over_http_is_stored_once_and_acked_twice(client, agents):
-    first = _post(client, agents.triage_token, route_request())
-    second = _post(client, agents.triage_token, route_request())
+    first = post_frames(client, agents.triage_token, route_request())
+    second = post_frames(client, agents.triage_token, route_request())
 
     assert first.status_code == second.status_code == 200
     _assert_same_ack(first.json()["frames"][0], second.json()["frames"][0])
@@ -174,8 +156,8 @@ def test_same_frame_twice_over_http_is_stored_once_and_acked_twice(client, agent
 
 
 def test_retried_bundle_over_http_is_stored_once(client, agents):
-    first = _post(client, agents.triage_token, SEED_BUNDLE).json()["frames"]
-    second = _post(client, agents.triage_token, SEED_BUNDLE).json()["frames"]
+    first = post_frames(client, agents.triage_token, SEED_BUNDLE).json()["frames"]
+    second = post_frames(client, agents.triage_token, SEED_BUNDLE).json()["frames"]
 
     for a, b in zip(first, second, strict=True):
         _assert_same_ack(a, b)
@@ -183,7 +165,7 @@ def test_retried_bundle_over_http_is_stored_once(client, agents):
 
 
 def test_same_frame_twice_in_one_request_is_stored_once(client, agents):
-    response = _post(client, agents.triage_token, [route_request(), route_request()])
+    response = post_frames(client, agents.triage_token, [route_request(), route_request()])
 
     _assert_same_ack(*response.json()["frames"])
     assert effects() == ONCE
@@ -215,7 +197,7 @@ async def test_frame_sent_over_http_then_over_the_socket_is_a_duplicate(async_cl
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 async def test_same_frame_twice_to_real_daphne_is_stored_once_and_acked_twice(live, agents):
-    async with LtpClient(live.agent_url, agents.triage_token, "triage-agent") as client:
+    async with triage_client(live, agents, coordination_id=None) as client:
         [first] = await client.send(route_request())
         [second] = await client.send(route_request())
         # The request escalated once, so the requester is owed exactly one escalate step.

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from coordination.roles import role_of
+from tests.factories import command
 
 pytestmark = pytest.mark.django_db
 
 
-def _run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
 def test_createoperator_with_a_password_gives_the_role_and_a_working_login():
-    output = _run("createoperator", "carol", "--role", "approver", "--password", "long-enough-pw")
+    output = command(
+        "createoperator", "carol", "--role", "approver", "--password", "long-enough-pw"
+    )
 
     assert "created with role approver" in output
     assert "long-enough-pw" not in output
@@ -33,7 +29,7 @@ def test_createoperator_with_a_password_gives_the_role_and_a_working_login():
 
 
 def test_createoperator_without_a_password_generates_one_and_prints_it_once():
-    output = _run("createoperator", "dan", "--role", "viewer")
+    output = command("createoperator", "dan", "--role", "viewer")
 
     password = re.search(r"Password \(shown once\): (\S+)", output).group(1)
     dan = authenticate(username="dan", password=password)
@@ -43,14 +39,14 @@ def test_createoperator_without_a_password_generates_one_and_prints_it_once():
 
 def test_createoperator_refuses_an_existing_name_and_a_weak_password(operators):
     with pytest.raises(CommandError, match="setrole alice"):
-        _run("createoperator", "alice", "--role", "admin", "--password", "long-enough-pw")
+        command("createoperator", "alice", "--role", "admin", "--password", "long-enough-pw")
     with pytest.raises(CommandError, match="too short"):
-        _run("createoperator", "erin", "--role", "admin", "--password", "short")
+        command("createoperator", "erin", "--role", "admin", "--password", "short")
     assert not User.objects.filter(username="erin").exists()
 
 
 def test_setrole_replaces_the_role(operators):
-    _run("setrole", "vic", "admin")
+    command("setrole", "vic", "admin")
 
     vic = User.objects.get(username="vic")
     assert role_of(vic) == "admin"
@@ -60,4 +56,4 @@ def test_setrole_replaces_the_role(operators):
 
 def test_setrole_of_an_unknown_operator_fails():
     with pytest.raises(CommandError, match="No operator"):
-        _run("setrole", "nobody", "viewer")
+        command("setrole", "nobody", "viewer")

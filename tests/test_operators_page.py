@@ -9,8 +9,8 @@ from django.urls import reverse
 from coordination.roles import role_of
 
 
-def test_admin_creates_an_operator_whose_password_is_shown_once_and_works(client, operators):
-    client.force_login(operators["ada"])
+def test_admin_creates_an_operator_whose_password_is_shown_once_and_works(client_for):
+    client = client_for("ada")
 
     response = client.post(reverse("operator-create"), {"username": "dana", "role": "approver"})
 
@@ -22,8 +22,8 @@ def test_admin_creates_an_operator_whose_password_is_shown_once_and_works(client
     assert password not in client.get(reverse("operator-list")).content.decode()
 
 
-def test_admin_changes_a_role_and_can_take_every_role_away(client, operators):
-    client.force_login(operators["ada"])
+def test_admin_changes_a_role_and_can_take_every_role_away(client_for, operators):
+    client = client_for("ada")
 
     client.post(reverse("operator-role", args=[operators["vic"].pk]), {"role": "approver"})
     assert role_of(User.objects.get(username="vic")) == "approver"
@@ -34,8 +34,8 @@ def test_admin_changes_a_role_and_can_take_every_role_away(client, operators):
     assert not vic.has_perm("coordination.watch")
 
 
-def test_an_admin_cannot_take_the_admin_role_from_themselves(client, operators):
-    client.force_login(operators["ada"])
+def test_an_admin_cannot_take_the_admin_role_from_themselves(client_for, operators):
+    client = client_for("ada")
 
     response = client.post(reverse("operator-role", args=[operators["ada"].pk]), {"role": "viewer"})
 
@@ -44,8 +44,8 @@ def test_an_admin_cannot_take_the_admin_role_from_themselves(client, operators):
     assert role_of(User.objects.get(username="ada")) == "admin"
 
 
-def test_a_duplicate_operator_name_is_refused(client, operators):
-    client.force_login(operators["ada"])
+def test_a_duplicate_operator_name_is_refused(client_for):
+    client = client_for("ada")
 
     response = client.post(reverse("operator-create"), {"username": "alice", "role": "viewer"})
 

@@ -7,18 +7,15 @@ import pytest
 from django.utils import timezone
 
 from coordination import presence, sweeper
-from coordination.ingest import ingest
 from coordination.models import Agent, Frame, Presence
+from tests.factories import frame, send
+from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db
 
-KEY = "incident-4821"
-
 
 def hello(agent):
-    data = {"v": "0.1", "id": "h1", "ts": 1764000000000, "type": "hello",
-            "payload": {"coordination_id": KEY}}  # fmt: skip
-    assert all(o.error is None for o in ingest(agent, data))
+    send(agent, frame("h1", "hello", {"coordination_id": KEY}, coordination_id=None))
 
 
 def connected_and_overdue(agent, connections=1):

@@ -6,20 +6,12 @@ import signal
 import pytest
 from asgiref.sync import sync_to_async
 
-from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
 from coordination.models import Escalation
-from tests.conftest import start_daphne, stop_daphne, until_acked
-from tests.console_helpers import KEY, SEED_RESPONSE
+from tests.factories import metrics_client, start_daphne, stop_daphne, until_acked
+from tests.seed import KEY, SEED_RESPONSE_WITH_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def _client(server, agents) -> LtpClient:
-    return LtpClient(
-        server.agent_url, agents.metrics_token, "metrics-agent", coordination_id=KEY,
-        reconnect=False,
-    )  # fmt: skip
 
 
 async def test_decision_made_while_the_server_is_down_arrives_once_after_restart(
@@ -27,8 +19,8 @@ async def test_decision_made_while_the_server_is_down_arrives_once_after_restart
 ):
     first = await sync_to_async(start_daphne)(tmp_path)
     try:
-        async with _client(first, agents) as metrics:
-            await metrics.send(SEED_RESPONSE)
+        async with metrics_client(first, agents, reconnect=False) as metrics:
+            await metrics.send(SEED_RESPONSE_WITH_ID)
             # The server dies with the agent still connected: no disconnect handling runs.
             first.process.send_signal(signal.SIGKILL)
             await sync_to_async(first.process.wait)()
@@ -44,7 +36,7 @@ async def test_decision_made_while_the_server_is_down_arrives_once_after_restart
 
     second = await sync_to_async(start_daphne)(tmp_path)
     try:
-        async with _client(second, agents) as metrics:
+        async with metrics_client(second, agents, reconnect=False) as metrics:
             decision = await metrics.receive(
                 type="route_response", where=lambda f: f["id"] == decision_id
             )
@@ -52,7 +44,7 @@ async def test_decision_made_while_the_server_is_down_arrives_once_after_restart
             assert decision["payload"]["branches"][0]["reason"] == "page the DB on-call"
             await until_acked(agents.metrics, decision_id)
 
-        async with _client(second, agents) as metrics:
+        async with metrics_client(second, agents, reconnect=False) as metrics:
             await metrics.send({"type": "heartbeat", "payload": {"seq": 1}})  # replay is done
             with pytest.raises(TimeoutError):
                 await metrics.receive(where=lambda f: f["id"] == decision_id, timeout=1)

@@ -5,14 +5,12 @@ Silence and timeouts are detected by the sweeper, run here as one `sweep --once`
 test process after moving the stored deadline into the past, as if the time had gone by.
 """
 
-import io
 import re
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.management import call_command
 from django.db.models import F
 
 from coordination.client import LtpClient
@@ -27,7 +25,16 @@ from coordination.models import (
     RouteRequest,
     RoutingRule,
 )
-from coordination.trace import verify_trace
+from tests.factories import (
+    about,
+    acked_id,
+    aeventually,
+    agent_client,
+    asweep_once,
+    averified_trace,
+    metrics_client,
+    triage_client,
+)
 from tests.seed import KEY, SEED_REQUEST
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -46,29 +53,15 @@ def metrics_rule(db):
     return RoutingRule.objects.create(need="metrics", agents=["metrics-agent", "metrics-agent-b"])
 
 
-def client(live, token, name, **kwargs) -> LtpClient:
-    return LtpClient(live.agent_url, token, name, coordination_id=KEY, **kwargs)
-
-
-def request_id(acks) -> str:
-    return next(
-        a["payload"]["frame_id"] for a in acks if "route_request" in a["payload"]["frame_id"]
-    )
-
-
-def from_ltpdash_about(request: str):
-    return lambda f: f["from"] == "ltpdash" and f["payload"].get("in_reply_to") == request
-
-
 async def ask_and_expect_fallback(
     triage: LtpClient, fallback: LtpClient, presence: str
 ) -> tuple[str, dict]:
     """triage-agent asks metrics-agent; metrics-agent-b gets the request, and triage-agent the
     step saying why. Returns the request's id and that step."""
-    asked = request_id(await triage.send(SEED_REQUEST))
+    asked = acked_id(await triage.send(SEED_REQUEST), "route_request")
     forwarded = await fallback.receive(type="route_request")
     assert forwarded["id"] == asked
-    step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+    step = await triage.receive(type="route_response", where=about(asked))
     (branch,) = step["payload"]["branches"]
     assert branch["action"] == "fallback"
     assert re.fullmatch(
@@ -77,38 +70,21 @@ async def ask_and_expect_fallback(
     return asked, step
 
 
-def sweep_once() -> str:
-    out = io.StringIO()
-    call_command("sweep", "--once", stdout=out)
-    return out.getvalue()
-
-
-@sync_to_async
-def verified_trace(key: str = KEY):
-    out = io.StringIO()
-    call_command("exporttrace", key, stdout=out)
-    return verify_trace(out.getvalue().splitlines())
-
-
-@sync_to_async
-def wait_until_offline(name: str) -> None:
+async def wait_until_offline(name: str) -> None:
     # The server records the disconnect after the socket closes; the test waits for that
     # state rather than for a duration.
-    import time
-
-    for _ in range(200):
-        if Agent.objects.get(name=name).presence == Presence.OFFLINE:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{name} never went offline")
+    await aeventually(
+        lambda: Agent.objects.get(name=name).presence == Presence.OFFLINE,
+        what=f"{name} went offline",
+    )
 
 
 async def test_seed_request_reaches_its_target_and_the_answer_comes_back(live, agents):
-    triage = client(live, agents.triage_token, "triage-agent")
-    metrics = client(live, agents.metrics_token, "metrics-agent")
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
     async with triage, metrics:
         acks = await triage.send(SEED_REQUEST)
-        asked = request_id(acks)
+        asked = acked_id(acks, "route_request")
         forwarded = await metrics.receive(type="route_request")
         assert forwarded["id"] == asked
         assert forwarded["payload"]["target"] == "metrics-agent"
@@ -144,19 +120,19 @@ async def test_seed_request_reaches_its_target_and_the_answer_comes_back(live, a
         assert not [f for f in chain if f.sender == "ltpdash" and f.type == "route_response"]
 
     await check()
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why
 
 
 async def test_request_to_an_offline_target_goes_to_the_fallback_agent_with_the_reason(
     live, agents, metrics_b, metrics_rule
 ):
-    async with client(live, agents.metrics_token, "metrics-agent"):
+    async with metrics_client(live, agents):
         pass  # was here, then dropped off: offline since a known time
     await wait_until_offline("metrics-agent")
 
-    triage = client(live, agents.triage_token, "triage-agent")
-    fallback = client(live, metrics_b, "metrics-agent-b")
+    triage = triage_client(live, agents)
+    fallback = agent_client(live, metrics_b, "metrics-agent-b")
     async with triage, fallback:
         asked, step = await ask_and_expect_fallback(triage, fallback, "offline")
 
@@ -180,23 +156,23 @@ async def test_request_to_an_offline_target_goes_to_the_fallback_agent_with_the_
         assert fallback_frame.seq > request.frame.seq
 
     await check()
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why
 
 
 async def test_request_to_a_silent_target_goes_to_the_fallback_agent_with_the_reason(
     live, agents, metrics_b, metrics_rule
 ):
-    triage = client(live, agents.triage_token, "triage-agent")
-    metrics = client(live, agents.metrics_token, "metrics-agent")
-    fallback = client(live, metrics_b, "metrics-agent-b")
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
+    fallback = agent_client(live, metrics_b, "metrics-agent-b")
     async with triage, metrics, fallback:
         # metrics-agent stays connected but sends no heartbeat: let its deadline pass.
         await sync_to_async(Agent.objects.filter(name="metrics-agent").update)(
             heartbeat_deadline=F("heartbeat_deadline")
             - timedelta(seconds=settings.HEARTBEAT_TIMEOUT + 1)
         )
-        swept = await sync_to_async(sweep_once)()
+        swept = await asweep_once()
         assert "metrics-agent: silent" in swept
 
         asked, _ = await ask_and_expect_fallback(triage, fallback, "silent")
@@ -218,17 +194,17 @@ async def test_request_to_a_silent_target_goes_to_the_fallback_agent_with_the_re
 
         await check()
 
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why
 
 
 async def test_a_silent_agent_that_sends_a_heartbeat_is_online_again(live, agents):
-    async with client(live, agents.metrics_token, "metrics-agent") as metrics:
+    async with metrics_client(live, agents) as metrics:
         await sync_to_async(Agent.objects.filter(name="metrics-agent").update)(
             heartbeat_deadline=F("heartbeat_deadline")
             - timedelta(seconds=settings.HEARTBEAT_TIMEOUT + 1)
         )
-        await sync_to_async(sweep_once)()
+        await asweep_once()
         await metrics.send({"type": "heartbeat", "payload": {"seq": 1}})
 
         @sync_to_async
@@ -245,13 +221,13 @@ async def test_a_silent_agent_that_sends_a_heartbeat_is_online_again(live, agent
 
 
 async def test_request_with_no_fallback_left_becomes_an_escalation_with_the_reason(live, agents):
-    async with client(live, agents.metrics_token, "metrics-agent"):
+    async with metrics_client(live, agents):
         pass
     await wait_until_offline("metrics-agent")
 
-    async with client(live, agents.triage_token, "triage-agent") as triage:
-        asked = request_id(await triage.send(SEED_REQUEST))
-        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+    async with triage_client(live, agents) as triage:
+        asked = acked_id(await triage.send(SEED_REQUEST), "route_request")
+        step = await triage.receive(type="route_response", where=about(asked))
         (branch,) = step["payload"]["branches"]
         assert branch["action"] == "escalate"
         assert re.fullmatch(
@@ -272,16 +248,16 @@ async def test_request_with_no_fallback_left_becomes_an_escalation_with_the_reas
         assert not Delivery.objects.filter(agent=agents.metrics).exists()
 
     await check()
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why
 
 
 async def test_fallback_agent_also_offline_escalates_naming_both(
     live, agents, metrics_b, metrics_rule
 ):
-    async with client(live, agents.triage_token, "triage-agent") as triage:
-        asked = request_id(await triage.send(SEED_REQUEST))
-        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+    async with triage_client(live, agents) as triage:
+        asked = acked_id(await triage.send(SEED_REQUEST), "route_request")
+        step = await triage.receive(type="route_response", where=about(asked))
     (branch,) = step["payload"]["branches"]
     assert branch["action"] == "escalate"
     # Neither has ever connected, so there is no "since".
@@ -300,19 +276,19 @@ async def test_unanswered_request_follows_the_ladder_at_each_deadline(
             deadline=F("deadline") - gone, updated_at=F("updated_at") - gone
         )
 
-    triage = client(live, agents.triage_token, "triage-agent")
-    metrics = client(live, agents.metrics_token, "metrics-agent")
-    fallback = client(live, metrics_b, "metrics-agent-b")
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
+    fallback = agent_client(live, metrics_b, "metrics-agent-b")
     async with triage, metrics, fallback:
-        asked = request_id(await triage.send(SEED_REQUEST))
+        asked = acked_id(await triage.send(SEED_REQUEST), "route_request")
         await metrics.receive(type="route_request")  # ... and never answers
 
         await sync_to_async(pass_deadline)(asked)
-        swept = await sync_to_async(sweep_once)()
+        swept = await asweep_once()
         assert f"{KEY}: request {asked} timed out; routed to metrics-agent-b" in swept
         forwarded = await fallback.receive(type="route_request")
         assert forwarded["id"] == asked
-        step = await triage.receive(type="route_response", where=from_ltpdash_about(asked))
+        step = await triage.receive(type="route_response", where=about(asked))
         assert step["payload"]["branches"] == [
             {
                 "action": "fallback",
@@ -323,20 +299,18 @@ async def test_unanswered_request_follows_the_ladder_at_each_deadline(
         ]
 
         await sync_to_async(pass_deadline)(asked)
-        swept = await sync_to_async(sweep_once)()
+        swept = await asweep_once()
         assert f"{KEY}: request {asked} timed out; escalated to humans" in swept
         step = await triage.receive(
             type="route_response",
-            where=lambda f: (
-                from_ltpdash_about(asked)(f) and f["payload"]["branches"][0]["action"] == "escalate"
-            ),
+            where=lambda f: about(asked)(f) and f["payload"]["branches"][0]["action"] == "escalate",
         )
         assert step["payload"]["branches"][0]["reason"] == (
             f"no response from metrics-agent-b within {settings.ROUTE_TIMEOUT}s; "
             "no fallback left; escalated to humans"
         )
         # A second pass finds nothing left to do.
-        assert await sync_to_async(sweep_once)() == ""
+        assert await asweep_once() == ""
 
     @sync_to_async
     def check():
@@ -350,5 +324,5 @@ async def test_unanswered_request_follows_the_ladder_at_each_deadline(
         assert [s.payload["branches"][0]["action"] for s in steps] == ["fallback", "escalate"]
 
     await check()
-    verdict = await verified_trace()
+    verdict = await averified_trace()
     assert verdict.ok, verdict.why

@@ -3,44 +3,17 @@
 
 import pytest
 
-from coordination.ingest import ingest
 from coordination.models import (
     Agent,
     Delivery,
     Escalation,
-    Presence,
     RequestStatus,
     RouteRequest,
     RoutingRule,
 )
+from tests.factories import ask, frame, online, send
 
 pytestmark = pytest.mark.django_db
-
-KEY = "incident-4821"
-
-
-def frame(frame_id, type_, payload):
-    return {"v": "0.1", "id": frame_id, "ts": 1764000000000, "type": type_,
-            "coordination_id": KEY, "payload": payload}  # fmt: skip
-
-
-def send(agent, data):
-    outcomes = ingest(agent, data)
-    assert all(o.error is None for o in outcomes)
-
-
-def ask(agent, payload, frame_id="req-1") -> RouteRequest:
-    send(agent, frame(frame_id, "route_request", payload))
-    return RouteRequest.objects.get(requester=agent, ltp_id=frame_id)
-
-
-def online(*names: str) -> list[Agent]:
-    found = []
-    for name in names:
-        agent = Agent.objects.filter(name=name).first() or Agent.create_with_token(name)[0]
-        Agent.objects.filter(pk=agent.pk).update(presence=Presence.ONLINE, connections=1)
-        found.append(agent)
-    return found
 
 
 def steps(request: RouteRequest) -> list[dict]:

@@ -7,20 +7,10 @@ import io
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import CommandError, call_command
-from django.test import Client
 from django.urls import reverse
 
-from coordination.client import LtpClient
 from coordination.models import Agent, RouteRequest, RoutingChange, RoutingRule
-
-KEY = "incident-4821"
-
-
-def as_user(operators, name: str | None) -> Client:
-    client = Client()
-    if name:
-        client.force_login(operators[name])
-    return client
+from tests.factories import agent_client, metrics_client, triage_client
 
 
 @pytest.fixture
@@ -37,8 +27,8 @@ def rule(metrics_b_token):
 
 
 @pytest.mark.django_db
-def test_anonymous_visitor_is_sent_to_the_login_page(operators, rule):
-    client = Client()
+def test_anonymous_visitor_is_sent_to_the_login_page(client_for, rule):
+    client = client_for(None)
     for response in (
         client.get(reverse("routing-table")),
         client.post(reverse("routing-rule-save"), {"need": "x", "agents": "metrics-agent"}),
@@ -51,8 +41,8 @@ def test_anonymous_visitor_is_sent_to_the_login_page(operators, rule):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["oscar", "vic", "alice"])
-def test_operators_who_are_not_admins_may_not_see_or_change_the_table(operators, rule, name):
-    client = as_user(operators, name)
+def test_operators_who_are_not_admins_may_not_see_or_change_the_table(client_for, rule, name):
+    client = client_for(name)
     assert client.get(reverse("routing-table")).status_code == 403
     saved = client.post(reverse("routing-rule-save"), {"need": "metrics", "agents": "triage-agent"})
     deleted = client.post(reverse("routing-rule-delete", args=[rule.pk]))
@@ -64,12 +54,12 @@ def test_operators_who_are_not_admins_may_not_see_or_change_the_table(operators,
 
 
 @pytest.mark.django_db
-def test_admin_sees_the_rules_and_the_audit_record(operators, rule):
+def test_admin_sees_the_rules_and_the_audit_record(client_for, rule):
     call_command(
         "routing", "set", "database", "metrics-agent", "--by", "carol", stdout=io.StringIO()
     )
 
-    response = as_user(operators, "ada").get(reverse("routing-table"))
+    response = client_for("ada").get(reverse("routing-table"))
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -81,8 +71,8 @@ def test_admin_sees_the_rules_and_the_audit_record(operators, rule):
 
 
 @pytest.mark.django_db
-def test_admin_adds_a_rule_and_the_change_records_who(operators, agents):
-    client = as_user(operators, "ada")
+def test_admin_adds_a_rule_and_the_change_records_who(client_for, operators, agents):
+    client = client_for("ada")
     response = client.post(
         reverse("routing-rule-save"), {"need": "database", "agents": "metrics-agent, triage-agent"}
     )
@@ -101,8 +91,8 @@ def test_admin_adds_a_rule_and_the_change_records_who(operators, agents):
 
 
 @pytest.mark.django_db
-def test_admin_reorders_a_rule_through_htmx_and_gets_the_fragment(operators, rule):
-    response = as_user(operators, "ada").post(
+def test_admin_reorders_a_rule_through_htmx_and_gets_the_fragment(client_for, rule):
+    response = client_for("ada").post(
         reverse("routing-rule-save"),
         {"need": "metrics", "agents": "metrics-agent-b, metrics-agent"},
         headers={"HX-Request": "true"},
@@ -121,8 +111,8 @@ def test_admin_reorders_a_rule_through_htmx_and_gets_the_fragment(operators, rul
 
 
 @pytest.mark.django_db
-def test_saving_a_rule_unchanged_adds_nothing_to_the_audit_record(operators, rule):
-    response = as_user(operators, "ada").post(
+def test_saving_a_rule_unchanged_adds_nothing_to_the_audit_record(client_for, rule):
+    response = client_for("ada").post(
         reverse("routing-rule-save"),
         {"need": "metrics", "agents": "metrics-agent, metrics-agent-b"},
         headers={"HX-Request": "true"},
@@ -133,8 +123,8 @@ def test_saving_a_rule_unchanged_adds_nothing_to_the_audit_record(operators, rul
 
 
 @pytest.mark.django_db
-def test_a_rule_naming_an_unknown_agent_is_refused(operators, rule):
-    response = as_user(operators, "ada").post(
+def test_a_rule_naming_an_unknown_agent_is_refused(client_for, rule):
+    response = client_for("ada").post(
         reverse("routing-rule-save"), {"need": "metrics", "agents": "metrics-agent, metrcs-agent-b"}
     )
 
@@ -146,8 +136,8 @@ def test_a_rule_naming_an_unknown_agent_is_refused(operators, rule):
 
 
 @pytest.mark.django_db
-def test_admin_deletes_a_rule_and_the_deletion_is_recorded(operators, rule):
-    response = as_user(operators, "ada").post(reverse("routing-rule-delete", args=[rule.pk]))
+def test_admin_deletes_a_rule_and_the_deletion_is_recorded(client_for, rule):
+    response = client_for("ada").post(reverse("routing-rule-delete", args=[rule.pk]))
 
     assert response.status_code == 302
     assert not RoutingRule.objects.exists()
@@ -155,8 +145,8 @@ def test_admin_deletes_a_rule_and_the_deletion_is_recorded(operators, rule):
     assert (change.need, change.after, change.changed_by_name) == ("metrics", None, "ada")
 
 
-def test_routing_page_only_accepts_get_and_actions_only_post(operators, rule, db):
-    client = as_user(operators, "ada")
+def test_routing_page_only_accepts_get_and_actions_only_post(client_for, rule, db):
+    client = client_for("ada")
     assert client.post(reverse("routing-table")).status_code == 405
     assert client.get(reverse("routing-rule-save")).status_code == 405
     assert client.get(reverse("routing-rule-delete", args=[rule.pk])).status_code == 405
@@ -193,12 +183,11 @@ def test_routing_command_refuses_unknown_agents(agents):
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 async def test_a_console_change_takes_effect_for_the_next_request(
-    live, agents, operators, rule, metrics_b_token
+    live, agents, client_for, operators, rule, metrics_b_token
 ):
-    connect = lambda token, name: LtpClient(live.agent_url, token, name, coordination_id=KEY)  # noqa: E731
-    triage = connect(agents.triage_token, "triage-agent")
-    metrics = connect(agents.metrics_token, "metrics-agent")
-    metrics_b = connect(metrics_b_token, "metrics-agent-b")
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
+    metrics_b = agent_client(live, metrics_b_token, "metrics-agent-b")
     async with triage, metrics, metrics_b:
         await triage.send({"id": "first", "route_request": {"need": "metrics"}})
         first = await metrics.receive(type="route_request")
@@ -206,7 +195,7 @@ async def test_a_console_change_takes_effect_for_the_next_request(
 
         @sync_to_async
         def reorder_in_console():
-            response = as_user(operators, "ada").post(
+            response = client_for("ada").post(
                 reverse("routing-rule-save"),
                 {"need": "metrics", "agents": "metrics-agent-b, metrics-agent"},
             )

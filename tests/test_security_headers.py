@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.console_helpers import seed
+from tests.factories import seed
 
 PAGES = [
     "/coordinations/",
@@ -17,11 +17,9 @@ PAGES = [
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_console_pages_send_a_policy_without_inline_script_and_carry_none(
-    client, agents, operators, path
-):
+def test_console_pages_send_a_policy_without_inline_script_and_carry_none(client_for, agents, path):
     seed(agents)
-    client.force_login(operators["ada"])
+    client = client_for("ada")
 
     response = client.get(path)
 

@@ -1,12 +1,8 @@
 """The seed flow (PROTOCOL §2) over real websockets against a real daphne process."""
 
-import io
-
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.management import call_command
 
-from coordination.client import LtpClient
 from coordination.models import (
     Coordination,
     Escalation,
@@ -15,25 +11,15 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
-from coordination.trace import verify_trace
+from tests.factories import metrics_client, triage_client, verified_trace
 from tests.seed import SEED_REQUEST, SEED_RESPONSE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def _export(key: str) -> str:
-    out = io.StringIO()
-    call_command("exporttrace", key, stdout=out)
-    return out.getvalue()
-
-
 async def test_seed_flow_ends_as_one_verifiable_coordination(live, agents):
-    triage = LtpClient(
-        live.agent_url, agents.triage_token, "triage-agent", coordination_id="incident-4821"
-    )
-    metrics = LtpClient(
-        live.agent_url, agents.metrics_token, "metrics-agent", coordination_id="incident-4821"
-    )
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
     async with triage, metrics:
         acks = await triage.send(SEED_REQUEST)
         assert [a["type"] for a in acks] == ["ack", "ack"]
@@ -75,7 +61,7 @@ async def test_seed_flow_ends_as_one_verifiable_coordination(live, agents):
             assert escalation.reason == "guardrail: cannot page DB"
             assert escalation.agent == agents.metrics
             assert escalation.frame == response
-            verdict = verify_trace(_export("incident-4821").splitlines())
+            verdict = verified_trace("incident-4821")
             assert verdict.ok, verdict.why
             assert verdict.entries == Frame.objects.filter(coordination=coordination).count()
 

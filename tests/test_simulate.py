@@ -7,14 +7,9 @@ in the README's run command. They get a short heartbeat timeout so the silence s
 seconds instead of half a minute.
 """
 
-import io
-import os
 import re
-import subprocess
-import sys
 
 import pytest
-from django.core.management import call_command
 
 from coordination.decisions import APPROVE, decide
 from coordination.models import (
@@ -25,45 +20,10 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
-from coordination.trace import verify_trace
-from tests.conftest import ROOT, _database_env, start_daphne, stop_daphne
+from tests.factories import simulate_once, verified_trace
+from tests.seed import KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-KEY = "incident-4821"
-FAST = {"LTPDASH_HEARTBEAT_TIMEOUT": "3", "LTPDASH_SWEEP_INTERVAL_MS": "200"}
-
-
-def manage(*args: str) -> list[str]:
-    return [sys.executable, "manage.py", *args]
-
-
-@pytest.fixture
-def server_and_sweeper(transactional_db, tmp_path):
-    env = {**os.environ, **_database_env(), "DJANGO_SETTINGS_MODULE": "ltpdash.settings", **FAST}
-    server = start_daphne(tmp_path, FAST)
-    log = tmp_path / "sweep.log"
-    sweeper = subprocess.Popen(
-        manage("sweep"), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    yield server, env, log
-    sweeper.terminate()
-    sweeper.wait(timeout=10)
-    stop_daphne(server)
-
-
-def simulate_once(server, env) -> subprocess.CompletedProcess:
-    """`manage.py simulate --once` as its own process, as the README's run command starts it."""
-    run = subprocess.run(
-        manage("simulate", "--once", "--url", server.agent_url, "--speed", "20"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr + server.output()
-    return run
 
 
 def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_sweeper, operators):
@@ -109,9 +69,7 @@ def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_
     request_frame = requests[1].frame
     assert request_frame.orientation.payload["guardrails"] == ["no production writes"]
 
-    out = io.StringIO()
-    call_command("exporttrace", KEY, stdout=out)
-    verdict = verify_trace(out.getvalue().splitlines())
+    verdict = verified_trace()
     assert verdict.ok, verdict.why
     assert verdict.entries == Frame.objects.filter(coordination=coordination).count()
 

@@ -6,17 +6,14 @@ the suite a second time with DATABASE_URL). SQLite serialises all writers, so th
 race to lose there.
 """
 
-import io
 import threading
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.db.models import F
 
 from coordination import sweeper
-from coordination.ingest import ingest
 from coordination.models import (
     Agent,
     Escalation,
@@ -26,7 +23,8 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
-from coordination.trace import verify_trace
+from tests.factories import frame, online, send, verified_trace
+from tests.seed import KEY
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -37,26 +35,15 @@ pytestmark = [
     ),
 ]
 
-KEY = "incident-4821"
 N = 12
 AGO = timedelta(hours=1)
-
-
-def frame(frame_id, type_, payload):
-    return {"v": "0.1", "id": frame_id, "ts": 1764000000000, "type": type_,
-            "coordination_id": KEY, "payload": payload}  # fmt: skip
-
-
-def send(agent, data):
-    outcomes = ingest(agent, data)
-    assert all(o.error is None for o in outcomes)
 
 
 @pytest.fixture
 def overdue(agents):
     """N silent-to-be agents, N unanswered requests and N undecided escalations, every
     deadline an hour past."""
-    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE, connections=1)
+    online(agents.metrics.name)
     for i in range(N):
         agent, _ = Agent.create_with_token(f"worker-{i}")
         send(agent, frame(f"hello-{i}", "hello", {"coordination_id": KEY}))
@@ -138,7 +125,5 @@ def test_two_sweepers_expire_each_escalation_once(overdue):
 def test_the_chain_stays_whole_when_sweepers_race(overdue):
     race(passes=3)
 
-    out = io.StringIO()
-    call_command("exporttrace", KEY, stdout=out)
-    verdict = verify_trace(out.getvalue().splitlines())
+    verdict = verified_trace()
     assert verdict.ok, verdict.why

@@ -2,7 +2,7 @@
 
 from coordination.decisions import APPROVE, decide
 from coordination.models import Escalation, EscalationStatus, Frame
-from tests.console_helpers import seed
+from tests.factories import seed
 
 
 def test_approver_cannot_decide_an_escalation_moved_to_the_admins(agents, operators):

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from coordination.canonical import canonical
 from coordination.models import Coordination, Frame, Orientation
 from coordination.present import TIMELINE_PAGE
-from tests.console_helpers import send
+from tests.factories import send
 
 pytestmark = pytest.mark.django_db
 
@@ -87,11 +87,10 @@ def _measure(client: Client, coordination: Coordination) -> tuple[int, int, list
     return len(page_queries), len(next_queries), seqs
 
 
-def test_detail_and_next_timeline_page_queries_do_not_grow_with_the_chain(agents, operators):
+def test_detail_and_next_timeline_page_queries_do_not_grow_with_the_chain(agents, client_for):
     small = build("small-incident", 100, agents.triage)
     big = build("big-incident", 10_000, agents.triage)
-    client = Client()
-    client.force_login(operators["alice"])
+    client = client_for("alice")
     client.get("/coordinations/")  # the session's first-request work, outside the counts
 
     small_page, small_next, _ = _measure(client, small)

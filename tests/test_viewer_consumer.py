@@ -7,32 +7,15 @@ import re
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from coordination import decisions, events
 from coordination.ingest import ingest
 from coordination.models import Coordination, Escalation
-from ltpdash.asgi import application
-from tests.console_helpers import KEY, seed, send
+from tests.factories import seed, send, ui_socket
+from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@sync_to_async
-def _session(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
-
-
-async def _open(path: str, user=None) -> tuple[WebsocketCommunicator, bool]:
-    headers = [(b"host", b"testserver"), (b"origin", b"http://testserver")]
-    if user is not None:
-        headers.append((b"cookie", f"sessionid={await _session(user)}".encode()))
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, _ = await communicator.connect()
-    return communicator, connected
 
 
 async def _until(communicator, text: str, timeout: float = 10) -> str:
@@ -62,7 +45,7 @@ async def test_a_socket_without_a_session_is_refused(agents):
     await sync_to_async(seed)(agents)
     pk = (await Coordination.objects.aget(key=KEY)).pk
     for path in ("/ws/ui/dashboard/", "/ws/ui/escalations/", f"/ws/ui/coordinations/{pk}/"):
-        communicator, connected = await _open(path)
+        communicator, connected = await ui_socket(path)
         await communicator.disconnect()
         assert not connected, path
 
@@ -70,7 +53,7 @@ async def test_a_socket_without_a_session_is_refused(agents):
 async def test_viewer_receives_the_new_frame_as_an_out_of_band_row(agents, operators):
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
-    communicator, connected = await _open(
+    communicator, connected = await ui_socket(
         f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
     )
     assert connected
@@ -100,7 +83,7 @@ async def test_viewer_catches_up_from_the_database_when_no_event_announces_a_fra
     """The sweeper's writes (another process) reach this process's viewers by no event."""
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
-    communicator, connected = await _open(
+    communicator, connected = await ui_socket(
         f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
     )
     assert connected
@@ -116,7 +99,7 @@ async def test_viewer_catches_up_from_the_database_when_no_event_announces_a_fra
 
 
 async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents, operators):
-    communicator, connected = await _open("/ws/ui/escalations/?shown=", operators["bob"])
+    communicator, connected = await ui_socket("/ws/ui/escalations/?shown=", operators["bob"])
     assert connected
     try:
         await _until(communicator, 'id="inbox-count"')  # the first render is done
@@ -135,7 +118,7 @@ async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents
 
 
 async def test_dashboard_socket_refreshes_the_list_and_the_pending_count(agents, operators):
-    communicator, connected = await _open("/ws/ui/dashboard/", operators["vic"])
+    communicator, connected = await ui_socket("/ws/ui/dashboard/", operators["vic"])
     assert connected
     try:
         await _until(communicator, "No coordinations yet")
@@ -153,7 +136,7 @@ async def test_a_burst_of_frames_reaches_the_viewer_each_once_in_order(agents, o
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
     first = coordination.head_seq + 1
-    communicator, connected = await _open(
+    communicator, connected = await ui_socket(
         f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
     )
     assert connected
@@ -180,7 +163,7 @@ async def test_a_partial_approval_updates_the_quorum_shown_live(agents, operator
         {"id": "wipe", "coordination_id": KEY, "route_request": {"action": "delete_data"}},
     )
     escalation = await Escalation.objects.aget()
-    communicator, connected = await _open(
+    communicator, connected = await ui_socket(
         f"/ws/ui/escalations/?shown={escalation.pk}", operators["bob"]
     )
     assert connected
@@ -199,7 +182,7 @@ async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note
 ):
     escalation = await sync_to_async(seed)(agents)
     state_id = f'id="escalation-{escalation.pk}-state"'
-    communicator, connected = await _open(
+    communicator, connected = await ui_socket(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
     )
     assert connected
@@ -220,7 +203,7 @@ async def test_a_card_rendered_at_an_older_version_is_brought_up_to_date_on_conn
 ):
     escalation = await sync_to_async(seed)(agents)
     await _approved(escalation, operators["alice"], "page it")
-    communicator, connected = await _open(
+    communicator, connected = await ui_socket(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
     )
     assert connected

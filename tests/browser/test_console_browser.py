@@ -9,9 +9,9 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
-from coordination.client import LtpClient
 from coordination.models import Agent, Escalation
-from tests.console_helpers import KEY, SEED_REQUEST, SEED_RESPONSE
+from tests.factories import metrics_client, triage_client
+from tests.seed import KEY, SEED_REQUEST_WITH_ID, SEED_RESPONSE_WITH_ID
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -25,15 +25,15 @@ def test_approver_sees_the_escalation_live_and_the_agent_gets_the_note(
     browser_page.wait_live()
     inbox.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
-    triage = LtpClient(live.agent_url, agents.triage_token, "triage-agent", coordination_id=KEY)
-    metrics = LtpClient(live.agent_url, agents.metrics_token, "metrics-agent", coordination_id=KEY)
+    triage = triage_client(live, agents)
+    metrics = metrics_client(live, agents)
 
     async def seed_flow():
         await triage.connect()
         await metrics.connect()
-        await triage.send(SEED_REQUEST)
+        await triage.send(SEED_REQUEST_WITH_ID)
         await metrics.receive(type="route_request")
-        await metrics.send(SEED_RESPONSE)
+        await metrics.send(SEED_RESPONSE_WITH_ID)
 
     agent_loop.run(seed_flow())
     try:

@@ -6,13 +6,13 @@ from playwright.sync_api import expect
 
 from coordination.models import Delivery, Escalation, EscalationStatus
 from tests.browser.conftest import BrowserPage
-from tests.test_simulate import server_and_sweeper, simulate_once  # noqa: F401 - a fixture
+from tests.factories import simulate_once
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_approver_decides_the_simulated_incidents_escalation_in_the_browser(
-    server_and_sweeper,  # noqa: F811 - the fixture imported above
+    server_and_sweeper,
     operators,
     browser,
 ):

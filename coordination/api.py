@@ -12,9 +12,8 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -114,15 +113,32 @@ def _compact(item: Any) -> bytes:
 @require_GET
 @agent_required
 def context(request: AgentRequest, key: str) -> JsonResponse:
-    coordination = get_object_or_404(Coordination, key=key)
+    coordination = _readable(request.agent, key)
+    if coordination is None:
+        return _not_found()
     return JsonResponse(rehydrate(coordination))
 
 
 @require_GET
 @agent_required
-def trace(request: AgentRequest, key: str) -> StreamingHttpResponse:
-    coordination = get_object_or_404(Coordination, key=key)
+def trace(request: AgentRequest, key: str) -> HttpResponseBase:
+    coordination = _readable(request.agent, key)
+    if coordination is None:
+        return _not_found()
     return trace_response(coordination.key, coordination.trace_lines())
+
+
+def _readable(agent: Agent, key: str) -> Coordination | None:
+    """The coordination `key` if `agent` takes part in it, else None: the same answer as for
+    one that does not exist, so an outsider learns nothing about it."""
+    coordination = Coordination.objects.filter(key=key).first()
+    if coordination is None or not coordination.has_participant(agent):
+        return None
+    return coordination
+
+
+def _not_found() -> JsonResponse:
+    return api_error(404, "not_found", "No coordination with this id that you take part in.")
 
 
 @csrf_exempt

@@ -28,6 +28,7 @@ from coordination.ingest import ingest
 from coordination.live import CoordinationPage, DashboardPage, InboxPage, LivePage, parse_shown
 from coordination.models import Agent, Coordination
 from coordination.schemas import error_frame
+from coordination.watch import AgentSocket, ViewerSocket, unwatch, watch
 
 # Close codes (documented in the README).
 CLOSE_UNAUTHORIZED = 4401
@@ -91,6 +92,8 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         self.sent: set[int] = set()  # deliveries pushed on this connection
         await self.channel_layer.group_add(agent_group(self.agent.pk), self.channel_name)
         await self.accept()
+        self.watched = AgentSocket(self.agent.pk, self.agent.token_hash, self._revoked)
+        watch(self.watched)
         async with events.acollecting():
             await database_sync_to_async(presence.connected)(self.agent)
         self.outbox_task = asyncio.create_task(self._watch_outbox())
@@ -99,6 +102,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         if self.agent is None:
             return
         self.outbox_task.cancel()
+        unwatch(self.watched)
         await self.channel_layer.group_discard(agent_group(self.agent.pk), self.channel_name)
         async with events.acollecting():
             await database_sync_to_async(presence.disconnected)(self.agent)
@@ -161,6 +165,14 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         replay = outbox.continuity(self.agent, hello.coordination_key) if hello else []
         return replies, replay
 
+    async def _revoked(self) -> None:
+        """The token was rotated or revoked: say so, then close (4401)."""
+        self.closing = True
+        await self.send_frame(
+            error_frame("unauthorized", "This token was rotated or revoked; closing.")
+        )
+        await self.close(code=CLOSE_UNAUTHORIZED, reason="token revoked")
+
     async def agent_deliver(self, event: dict[str, Any]) -> None:
         self.sent.add(event["delivery"])
         await self.send(text_data=event["frame"])
@@ -215,6 +227,9 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         for group in self.groups_to_join:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        session_key = getattr(self.scope.get("session"), "session_key", None) or ""
+        self.watched = ViewerSocket(user.pk, session_key, self._revoked)
+        watch(self.watched)
         self.wake = asyncio.Event()
         self.refresher = asyncio.create_task(self._refresh_loop(page))
 
@@ -227,9 +242,14 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.page is None:
             return
+        unwatch(self.watched)
         self.refresher.cancel()
         for group in self.groups_to_join:
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _revoked(self) -> None:
+        """Logged out, deactivated, or no longer allowed to watch: close (4401)."""
+        await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def coordination_changed(self, event: dict[str, Any]) -> None:
         self.wake.set()

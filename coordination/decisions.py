@@ -20,19 +20,23 @@ from django.db import transaction
 from django.utils import timezone
 
 from coordination import events, outbox, routing
+from coordination.actions import action_key, keys
 from coordination.models import (
     HUMAN_PREFIX,
+    Act,
     Agent,
     Approval,
     Coordination,
     Escalation,
     EscalationStatus,
     Frame,
+    OperatorAct,
     Orientation,
+    ParticipantVia,
     RequestStatus,
     RouteRequest,
 )
-from coordination.schemas import LTPDASH, RouteResponseView
+from coordination.schemas import LTPDASH, RouteRequestView, RouteResponseView
 
 APPROVE = "approve"
 REJECT = "reject"
@@ -43,10 +47,14 @@ NO_ADMISSIBILITY = "AGENTS.CRIT.NO_ADMISSIBILITY"
 
 
 def critical_rule(agent: Agent, action: str) -> str | None:
-    """The LTP rule id that blocks `action`, or None when it is not a critical action."""
-    if action.strip().lower() not in {a.lower() for a in settings.CRITICAL_ACTIONS}:
+    """The LTP rule id that blocks `action`, or None when it is not a critical action.
+
+    Compared by meaning (`actions.action_key`), never by spelling: `Transfer-Money` with a
+    zero-width space or a Cyrillic letter in it is `transfer_money`."""
+    key = action_key(action)
+    if not key or key not in keys(settings.CRITICAL_ACTIONS):
         return None
-    if f"CAPABILITY_{action.strip().upper()}" not in {str(c).upper() for c in agent.capabilities}:
+    if action_key(f"capability_{action}") not in keys(map(str, agent.capabilities)):
         return NO_CAPABILITY
     # The agent may hold the capability, but ltpdash's policy admits no critical action on
     # an agent's word alone: a human decides.
@@ -105,6 +113,7 @@ def open_escalation(
     rule_id: str = "",
     branch_index: int = -1,
     asked_frame_id: str | None = None,
+    held_frame: Frame | None = None,
 ) -> Escalation:
     coordination = frame.coordination
     assert coordination is not None  # escalations come from chain entries
@@ -120,15 +129,29 @@ def open_escalation(
         rule_id=rule_id,
         required_approvals=settings.CRITICAL_APPROVALS if rule_id else 1,
         deadline=coordination.escalation_deadline(),
+        held_frame=held_frame,
     )
     events.dashboard_changed(coordination.pk)
     return escalation
 
 
-def open_from_branches(
+def requested_action(agent: Agent, view: RouteRequestView) -> str:
+    """The action a request asks for: its `action`/`targetState`, else the first of its
+    branches that names a critical action (which then needs a human like the request)."""
+    if critical_rule(agent, view.wanted_action) is None:
+        for branch in view.branches:
+            if critical_rule(agent, branch.named_action) is not None:
+                return branch.named_action
+    return view.wanted_action
+
+
+def answer(
     agent: Agent, stored: Frame, view: RouteResponseView, request: RouteRequest | None
 ) -> None:
-    """An `escalate` branch asks for a human; a branch naming a critical action needs one."""
+    """A peer answered. An `escalate` branch asks for a human; a branch naming a critical
+    action needs one, and the answer is held until humans approve: the requester never
+    holds a critical action that nobody approved."""
+    held = False
     for index, branch in enumerate(view.branches):
         named = branch.named_action
         rule_id = critical_rule(agent, named) if named else None
@@ -143,7 +166,22 @@ def open_from_branches(
             action=named,
             rule_id=rule_id or "",
             branch_index=index,
+            held_frame=stored if rule_id and request is not None else None,
         )
+        held = held or bool(rule_id)
+    if request is not None:
+        routing.answered(request, stored, forward=not held)
+
+
+def _release_held(escalation: Escalation) -> None:
+    """Deliver a held answer once every escalation holding it is approved."""
+    held = escalation.held_frame
+    request = escalation.route_request
+    if held is None or request is None:
+        return
+    holds = Escalation.objects.filter(held_frame=held).exclude(pk=escalation.pk)
+    if not holds.exclude(status=EscalationStatus.APPROVED).exists():
+        outbox.owe(held, request.requester)
 
 
 # --- deciding -------------------------------------------------------------------------------------
@@ -245,6 +283,14 @@ def _finalise(
     if not won:
         escalation.refresh_from_db()
         return _already(escalation)
+    if user is not None:
+        OperatorAct.record(
+            user,
+            Act.DECIDED,
+            f"escalation {escalation.pk}: {verdict}",
+            coordination=escalation.coordination,
+            note=note,
+        )
     branch: dict[str, Any] = {"action": verdict, "reason": note, "decided_by": name}
     if len(approvers) > 1:
         branch["approvers"] = approvers
@@ -270,6 +316,8 @@ def _finalise(
     )
     Escalation.objects.filter(pk=escalation.pk).update(decision_frame=stored)
     escalation.refresh_from_db()
+    if status == EscalationStatus.APPROVED:
+        _release_held(escalation)
     return DecisionResult(escalation, decided=True, message=f"{status.label.capitalize()}.")
 
 
@@ -376,4 +424,25 @@ def handoff(coordination_pk: int, by_user: User, to_user: User, note: str = "") 
         )
         coordination.latest_snapshot = stored
         coordination.save(update_fields=["owner", "latest_snapshot"])
+        act = Act.TOOK_OVER if by_user == to_user else Act.HANDED_OFF
+        OperatorAct.record(by_user, act, coordination.key, coordination=coordination, to=to)
     return coordination
+
+
+def admit(coordination_pk: int, agent: Agent, by: User | None, by_name: str = "") -> bool:
+    """An operator lets `agent` speak in a coordination; the chain records who admitted whom.
+    False when it already was a participant (nothing recorded then)."""
+    name = by.get_username() if by is not None else by_name
+    with transaction.atomic():
+        coordination = Coordination.locked(coordination_pk)
+        if not coordination.join(agent, ParticipantVia.ADMITTED, by=by):
+            return False
+        outbox.emit(
+            coordination,
+            "participant",
+            {"agent": agent.name, "via": ParticipantVia.ADMITTED, "by": name},
+            to=[agent],
+            sender=HUMAN_PREFIX + name,
+        )
+        OperatorAct.record(by, Act.ADMITTED, agent.name, coordination=coordination, by=name)
+    return True

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from coordination import decisions, events, outbox, routing
+from coordination import decisions, events, outbox
 from coordination.canonical import CanonicalError, canonical
 from coordination.models import (
     Agent,
@@ -28,6 +28,7 @@ from coordination.models import (
     CoordinationStatus,
     Frame,
     Orientation,
+    ParticipantVia,
     RequestStatus,
     RouteRequest,
 )
@@ -110,6 +111,9 @@ def _store(
     try:
         with transaction.atomic():
             stored = _append_and_apply(agent, envelope, frame, text, session_id)
+    except FrameError as exc:
+        # Refused on what the database says (who may speak here): rolled back, nothing kept.
+        return Outcome(frame_id=envelope.id, error=exc)
     except DatabaseError as exc:
         if isinstance(exc, IntegrityError):
             # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
@@ -157,7 +161,12 @@ def _append_and_apply(
 
     ts_ms = _ts_ms(envelope)
     # NO KEY: rows inserted elsewhere that reference this agent (deliveries) are not blocked.
+    connected_as = agent
     agent = Agent.objects.select_for_update(no_key=True).get(pk=agent.pk)
+    if agent.token_hash != connected_as.token_hash:
+        # Rotated or revoked while this socket was open: it closes within a second; until
+        # then nothing it sends is stored.
+        raise FrameError("unauthorized", "This token was rotated or revoked.", envelope.id)
     loaded = (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities)
     if ts_ms is not None and agent.last_ts_ms is not None and ts_ms < agent.last_ts_ms:
         warnings.append("ts is earlier than this sender's previous frame; kept as sent")
@@ -179,6 +188,7 @@ def _append_and_apply(
         )
     else:
         coordination = Coordination.lock(key)
+        _check_speaker(agent, coordination, envelope, view)
         stored = coordination.append(
             frame,
             sender=agent.name,
@@ -197,6 +207,31 @@ def _append_and_apply(
         agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
     saw_agent(agent)
     return stored
+
+
+def _check_speaker(
+    agent: Agent, coordination: Coordination, envelope: Envelope, view: PayloadView | None
+) -> None:
+    """Only participants speak in a coordination, and only the agent a request is assigned to
+    answers it (raises FrameError). The first frame of a coordination opens it."""
+    if coordination.head_seq < 0:
+        coordination.join(agent, ParticipantVia.OPENED)
+    elif not coordination.has_participant(agent):
+        raise FrameError(
+            "not_a_participant",
+            f"{agent.name} is not a participant of this coordination: an agent opens it, is "
+            "routed into it, is admitted by an operator, or holds a token scoped to it.",
+            envelope.id,
+        )
+    if isinstance(view, RouteResponseView):
+        request = _match_request(agent, coordination, view)
+        if request is not None and request.assigned_to_id != agent.pk:
+            raise FrameError(
+                "not_assigned",
+                f"Request {request.ltp_id!r} is not assigned to {agent.name}; only the agent "
+                "it is assigned to can answer it.",
+                envelope.id,
+            )
 
 
 def _ts_ms(envelope: Envelope) -> int | None:
@@ -269,14 +304,12 @@ def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | 
             ltp_id=stored.ltp_id,
             target=(view.target or envelope.to or "")[:200],
             need=view.need or view.intent or view.goal or "",
-            action=view.wanted_action[:200],
+            action=decisions.requested_action(agent, view)[:200],
         )
         decisions.route(request)
     elif isinstance(view, RouteResponseView):
         answered = _match_request(agent, coordination, view)
-        if answered is not None:
-            routing.answered(answered, stored)
-        decisions.open_from_branches(agent, stored, view, answered)
+        decisions.answer(agent, stored, view, answered)
     elif isinstance(view, FocusSnapshotView):
         _snapshot(coordination, stored, view)
 

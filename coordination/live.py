@@ -60,7 +60,6 @@ class LivePage:
 
     def __init__(self, user: User, shown: dict[int, str | None]) -> None:
         self.user = user
-        self.can_decide = user.has_perm("coordination.decide")
         self.blocks: dict[str, str] = {}
         # Cards the page shows; None until this socket has sent their state once.
         self.cards: dict[int, str | None] = dict.fromkeys(shown)
@@ -76,6 +75,9 @@ class LivePage:
         fingerprint = self.fingerprint()
         if fingerprint is not None and fingerprint == self.last_fingerprint:
             return "", False
+        # Read the operator afresh: a role taken away applies from this update on (the socket
+        # itself closes when they may no longer watch, see coordination/watch.py).
+        self.user = User.objects.get(pk=self.user.pk)
         parts, more = self.news()
         for block_id, html in self.render_blocks().items():
             settled = _settled(html)
@@ -101,6 +103,14 @@ class LivePage:
         if not more:
             self.last_fingerprint = fingerprint
         return "".join(parts), more
+
+    @property
+    def can_decide(self) -> bool:
+        return self.user.has_perm("coordination.decide")
+
+    @property
+    def can_take_over(self) -> bool:
+        return self.user.has_perm("coordination.take_over")
 
     def news(self) -> tuple[list[str], bool]:
         return [], False
@@ -153,7 +163,6 @@ class CoordinationPage(LivePage):
         self.coordination_pk = coordination.pk
         self.key = coordination.key
         self.seq = seq
-        self.can_take_over = user.has_perm("coordination.take_over")
 
     def fingerprint(self) -> tuple[Any, ...]:
         coordination = Coordination.objects.filter(pk=self.coordination_pk)

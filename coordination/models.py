@@ -8,21 +8,40 @@ answer "what is true now" without replaying the chain.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from coordination.canonical import GENESIS, canonical, chain_hash_text, parse_json
-from coordination.schemas import PayloadView, view_of
+from coordination.schemas import LTPDASH, PayloadView, view_of
 from coordination.trace import trace_entry_line
 
 HUMAN_PREFIX = "human:"
+# A revoked agent's token hash: no token hashes to it (a SHA-256 is 64 hex digits).
+REVOKED = "revoked:"
+# Agent names: a letter or digit, then letters, digits, '.', '_', '-' (no '/', ':', spaces or
+# look-alikes); names starting with `human:` or equal to `ltpdash` speak for people / ltpdash.
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_agent_name(name: str) -> None:
+    """Refuse names an agent may not have: reserved ones, and anything outside AGENT_NAME."""
+    if name.lower() == LTPDASH or name.lower().startswith(HUMAN_PREFIX):
+        raise ValueError(f"{name!r} is reserved: ltpdash and human:… speak for ltpdash and people.")
+    if not AGENT_NAME.fullmatch(name):
+        raise ValueError(
+            "An agent name is 1–100 characters: a letter or digit, then letters, digits, "
+            "'.', '_' or '-'."
+        )
 
 
 def hash_token(token: str) -> str:
@@ -59,6 +78,9 @@ class Agent(models.Model):
         "Coordination", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     last_ts_ms = models.BigIntegerField(null=True, blank=True)
+    # Coordinations this agent may speak in without being routed or admitted: glob patterns
+    # of coordination ids ("incident-*"), comma-separated; empty = none.
+    scope = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -71,17 +93,35 @@ class Agent(models.Model):
         return self.name
 
     @classmethod
-    def create_with_token(cls, name: str, role: str = "") -> tuple[Agent, str]:
-        """Create an agent and return its token. The token is shown once and never stored."""
+    def create_with_token(cls, name: str, role: str = "", scope: str = "") -> tuple[Agent, str]:
+        """Create an agent and return its token. The token is shown once and never stored.
+
+        Raises ValueError for a name agents may not have (`check_agent_name`)."""
+        check_agent_name(name)
         token = "ltp_" + secrets.token_urlsafe(32)
-        agent = cls.objects.create(name=name, role=role, token_hash=hash_token(token))
+        agent = cls.objects.create(name=name, role=role, scope=scope, token_hash=hash_token(token))
         return agent, token
 
+    def covers(self, coordination_key: str) -> bool:
+        """Whether this agent's token scope lets it speak in `coordination_key`."""
+        patterns = (p.strip() for p in self.scope.split(","))
+        return any(p and fnmatchcase(coordination_key, p) for p in patterns)
+
     def rotate_token(self) -> str:
+        """A new token; the old one stops working, on open sockets too (they close)."""
         token = "ltp_" + secrets.token_urlsafe(32)
         self.token_hash = hash_token(token)
         self.save(update_fields=["token_hash"])
         return token
+
+    def revoke_token(self) -> None:
+        """No token works any more (open sockets close) until the next rotation."""
+        self.token_hash = REVOKED + secrets.token_hex(16)
+        self.save(update_fields=["token_hash"])
+
+    @property
+    def revoked(self) -> bool:
+        return self.token_hash.startswith(REVOKED)
 
     @classmethod
     def authenticate(cls, token: str | None) -> Agent | None:
@@ -240,9 +280,47 @@ class Coordination(models.Model):
                 digest,
             )
 
+    def has_participant(self, agent: Agent) -> bool:
+        """Whether `agent` may speak in and read this coordination: it opened it, was routed
+        into it, was admitted by an operator, or its token's scope covers it."""
+        return agent.covers(self.key) or self.participants.filter(agent=agent).exists()
+
+    def join(self, agent: Agent, via: str, by: AbstractBaseUser | None = None) -> bool:
+        """Make `agent` a participant (once); True when it was not one yet."""
+        _, created = Participant.objects.get_or_create(
+            coordination=self, agent=agent, defaults={"via": via, "admitted_by": by}
+        )
+        return created
+
     def escalation_deadline(self, now: datetime | None = None) -> datetime:
         seconds = self.escalation_deadline_seconds or settings.ESCALATION_DEADLINE
         return (now or timezone.now()) + timedelta(seconds=seconds)
+
+
+class ParticipantVia(models.TextChoices):
+    OPENED = "opened", "opened it"
+    ROUTED = "routed", "routed into it"
+    ADMITTED = "admitted", "admitted by an operator"
+
+
+class Participant(models.Model):
+    """An agent that may speak in a coordination (beyond those its token's scope covers)."""
+
+    coordination = models.ForeignKey(
+        Coordination, on_delete=models.CASCADE, related_name="participants"
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="participations")
+    via = models.CharField(max_length=10, choices=ParticipantVia)
+    admitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["coordination", "agent"], name="participant_once"),
+            one_of("via", ParticipantVia, "participant_via_valid"),
+        ]
 
 
 class Direction(models.TextChoices):
@@ -418,6 +496,11 @@ class Escalation(models.Model):
     decision_frame = models.ForeignKey(
         Frame, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A peer's answer that names a critical action: stored, but delivered to the requester
+    # only once humans approve (never if they reject).
+    held_frame = models.ForeignKey(
+        Frame, null=True, blank=True, on_delete=models.SET_NULL, related_name="holds"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -503,3 +586,61 @@ class RoutingChange(models.Model):
 
     class Meta:
         ordering = ["-changed_at"]
+
+
+class Act(models.TextChoices):
+    DECIDED = "decided", "decided an escalation"
+    TOOK_OVER = "took_over", "took a coordination over"
+    HANDED_OFF = "handed_off", "handed a coordination off"
+    ADMITTED = "admitted", "admitted an agent"
+    ROUTING_CHANGED = "routing_changed", "changed the routing table"
+    TOKEN_CREATED = "token_created", "created an agent and its token"
+    TOKEN_ROTATED = "token_rotated", "rotated an agent's token"
+    TOKEN_REVOKED = "token_revoked", "revoked an agent's token"
+    SCOPE_CHANGED = "scope_changed", "changed an agent's scope"
+    ROLE_CHANGED = "role_changed", "changed an operator's role"
+    LOCKOUT_LIFTED = "lockout_lifted", "lifted a login lockout"
+
+
+class OperatorAct(models.Model):
+    """The operators' audit log: who did what, when. Acts that touch a coordination are also
+    frames in its chain; this log also holds the ones that do not (tokens, roles, routing)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Kept as written: the log outlives a deleted account, and commands act as an OS user.
+    operator_name = models.CharField(max_length=200)
+    act = models.CharField(max_length=20, choices=Act)
+    subject = models.CharField(max_length=300, blank=True)
+    coordination = models.ForeignKey(
+        Coordination, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        constraints = [one_of("act", Act, "operator_act_valid")]
+
+    @classmethod
+    def record(
+        cls,
+        operator: AbstractBaseUser | None,
+        act: str,
+        subject: str = "",
+        *,
+        coordination: Coordination | None = None,
+        by: str = "",
+        **detail: Any,
+    ) -> OperatorAct:
+        """Write one entry, in the caller's transaction (an act and its record stand or fall
+        together)."""
+        return cls.objects.create(
+            operator=operator,
+            operator_name=by or (operator.get_username() if operator else "?"),
+            act=act,
+            subject=subject[:300],
+            coordination=coordination,
+            detail=detail,
+        )

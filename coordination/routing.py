@@ -19,8 +19,11 @@ from django.utils import timezone
 
 from coordination import outbox
 from coordination.models import (
+    Act,
     Agent,
     Frame,
+    OperatorAct,
+    ParticipantVia,
     Presence,
     RequestStatus,
     RouteRequest,
@@ -101,12 +104,10 @@ def _record(
     user: User | None,
     by: str,
 ) -> RoutingChange:
+    name = by or (user.get_username() if user else "")
+    OperatorAct.record(user, Act.ROUTING_CHANGED, need, by=name, before=before, after=after)
     return RoutingChange.objects.create(
-        need=need,
-        before=before,
-        after=after,
-        changed_by=user,
-        changed_by_name=by or (user.get_username() if user else ""),
+        need=need, before=before, after=after, changed_by=user, changed_by_name=name
     )
 
 
@@ -163,6 +164,7 @@ def _assign(request: RouteRequest, agent: Agent, reasons: list[str]) -> None:
     # updated_at doubles as "assigned at": deadline - updated_at is how long we waited.
     request.updated_at = now
     request.save(update_fields=["status", "assigned_to", "tried", "deadline", "updated_at"])
+    request.coordination.join(agent, ParticipantVia.ROUTED)
     outbox.owe(request.frame, agent)
     if reasons:
         step(
@@ -191,15 +193,14 @@ def step(request: RouteRequest, action: str, reason: str, **branch: Any) -> Fram
     )
 
 
-def answered(request: RouteRequest, response: Frame) -> None:
-    """An agent answered: forward the answer; an open request is closed by it.
-
-    A late answer (from an agent the request already moved away from, or after it was
-    escalated) is still forwarded, since it may help, but it does not reopen anything."""
+def answered(request: RouteRequest, response: Frame, forward: bool = True) -> None:
+    """The assigned agent answered: the request is closed by it, and the answer forwarded
+    to the requester (unless it is held for a human decision)."""
     RouteRequest.objects.filter(pk=request.pk, status=RequestStatus.OPEN).update(
         status=RequestStatus.ANSWERED,
         response_frame=response,
         deadline=None,
         updated_at=timezone.now(),
     )
-    outbox.owe(response, request.requester)
+    if forward:
+        outbox.owe(response, request.requester)

@@ -257,20 +257,6 @@ class OrientationView(PayloadView):
     coordination_id: Text = None
 
 
-class RouteRequestView(PayloadView):
-    target: Text = None
-    need: Text = None
-    intent: Text = None
-    goal: Text = None
-    action: Text = None
-    targetState: Text = None
-    coordination_id: Text = None
-
-    @property
-    def wanted_action(self) -> str:
-        return self.action or self.targetState or ""
-
-
 class Branch(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -300,6 +286,22 @@ def _branches(value: Any) -> Any:
     if isinstance(value, list):
         return [item if isinstance(item, dict) else {"path": item} for item in value]
     return value
+
+
+class RouteRequestView(PayloadView):
+    target: Text = None
+    need: Text = None
+    intent: Text = None
+    goal: Text = None
+    action: Text = None
+    targetState: Text = None
+    coordination_id: Text = None
+    # A request may offer branches too; one naming a critical action makes it one.
+    branches: Annotated[list[Branch], BeforeValidator(_branches)] = []
+
+    @property
+    def wanted_action(self) -> str:
+        return self.action or self.targetState or ""
 
 
 class RouteResponseView(PayloadView):

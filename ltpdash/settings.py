@@ -6,6 +6,7 @@ scale-out mode. Every variable is documented in the README.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -91,6 +92,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "axes",
     "coordination",
 ]
 
@@ -104,7 +106,23 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "coordination.middleware.content_security_policy",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses a login while its username + address is locked out, and counts failures.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling: after AXES_FAILURE_LIMIT failed logins for one username from one address,
+# that pair is locked for AXES_COOLOFF_TIME (admins lift it on the Operators page).
+AXES_FAILURE_LIMIT = env_int("LTPDASH_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LTPDASH_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "coordination.views.access.locked_out"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "ltpdash.urls"
 ASGI_APPLICATION = "ltpdash.asgi.application"

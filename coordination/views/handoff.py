@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from coordination import decisions, events, present
-from coordination.models import Coordination
+from coordination.models import Agent, Coordination
 from coordination.views.access import ConsoleRequest, require_perm
 
 
@@ -63,3 +63,19 @@ def hand_off(request: ConsoleRequest, key: str) -> HttpResponse:
     with events.collecting():
         decisions.handoff(coordination.pk, request.user, to, note=form.cleaned_data["note"])
     return _done(request, coordination, f"Handed {coordination.key} to {to.username}.")
+
+
+@require_POST
+@require_perm("take_over")
+def admit(request: ConsoleRequest, key: str) -> HttpResponse:
+    """Let an agent speak in this coordination (it was neither routed into it nor scoped)."""
+    coordination = get_object_or_404(Coordination, key=key)
+    name = request.POST.get("agent", "").strip()
+    agent = Agent.objects.filter(name=name).first()
+    if agent is None:
+        return _done(request, coordination, f"No agent named {name!r}.", ok=False)
+    with events.collecting():
+        admitted = decisions.admit(coordination.pk, agent, request.user)
+    if not admitted:
+        return _done(request, coordination, f"{agent.name} already takes part.", ok=False)
+    return _done(request, coordination, f"{agent.name} may now speak in {coordination.key}.")

@@ -1,10 +1,10 @@
-import getpass
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from coordination import routing
+from coordination.management import os_user
 from coordination.models import RoutingChange, RoutingRule
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, action: str, **options: Any) -> None:
         if action == "list":
             return self._list()
-        by = options["by"] or _os_user()
+        by = options["by"] or os_user()
         user = get_user_model().objects.filter(username=by).first()
         need = options["need"].strip()
         if not need:
@@ -62,10 +62,3 @@ class Command(BaseCommand):
                 f"{change.changed_at:%Y-%m-%d %H:%M:%S} {change.changed_by_name}: "
                 f"{change.need} → {after}"
             )
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return "unknown"

@@ -26,6 +26,7 @@ from coordination.models import (
     Orientation,
     RouteRequest,
 )
+from coordination.proposals import decision_args, escalation_fields
 from coordination.schemas import emitted
 
 APPROVE = "approve"
@@ -56,6 +57,7 @@ def open_escalation(
         reason=reason,
         action=action[:200],
         rule_id=rule_id,
+        **escalation_fields(frame, branch_index, request),
         required_approvals=settings.CRITICAL_APPROVALS if critical else 1,
         deadline=coordination.escalation_deadline(),
     )
@@ -108,6 +110,7 @@ def decide(
     note: str,
     events: Events,
     instructions: str = "",
+    amended_args: dict | None = None,
 ) -> DecisionResult:
     """Approve or reject. Exactly one final decision per escalation: the conditional update
     from pending is the referee when two operators decide at once; the loser is told who won."""
@@ -165,6 +168,7 @@ def decide(
             user=user,
             approvers=approvers,
             events=events,
+            amended_args=amended_args,
         )
 
 
@@ -186,8 +190,10 @@ def _finalise(
     user,
     approvers: list[str],
     events: Events,
+    amended_args: dict | None = None,
 ) -> DecisionResult:
     now = timezone.now()
+    args = decision_args(escalation, verdict, amended_args)  # original args, amended ones
     status = EscalationStatus.APPROVED if verdict == APPROVE else EscalationStatus.REJECTED
     won = Escalation.objects.filter(pk=escalation.pk, status=EscalationStatus.PENDING).update(
         status=status,
@@ -196,11 +202,12 @@ def _finalise(
         decided_at=now,
         note=note,
         instructions=instructions,
+        amended_args=args.get("amended_args"),
     )
     if not won:
         escalation.refresh_from_db()
         return _already(escalation)
-    branch = {"action": verdict, "reason": note, "decided_by": decided_by_name}
+    branch = {"action": verdict, "reason": note, "decided_by": decided_by_name, **args}
     if len(approvers) > 1:
         branch["approvers"] = approvers
     payload = {

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from ltpdash_client import LtpClient
 
 from coordination import routing
-from coordination.client import LtpClient
 from coordination.models import Agent, Coordination, Presence, RoutingRule
 
 FIRST_INCIDENT = 4821

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from ltpdash_client import Gate
+
 from coordination.models import Escalation, EscalationStatus
 from tests.console_helpers import Operator
 
@@ -31,3 +33,30 @@ def decide(operator: Operator, escalation: Escalation, verdict: str, note: str, 
     reply = operator.post(f"/escalations/{escalation.pk}/decide/", data, htmx=True)
     assert reply.status == 200, reply.body
     return reply
+
+
+def gate_for(url: str, agents) -> Gate:
+    return Gate(
+        url,
+        agents.triage_token,
+        coordination=COORDINATION,
+        name="triage-agent",
+        role="refund-agent",
+        intent="refund duplicated charges",
+        guardrails=["no transfer without a human"],
+        timeout=60,
+    )
+
+
+class Bank:
+    """The function behind the gate, recording every time it really runs."""
+
+    def __init__(self, gate: Gate):
+        self.calls: list[tuple[str, int]] = []
+
+        @gate.require_approval(action="transfer_money", reason="refund duplicated charge")
+        def transfer(account: str, amount_eur: int) -> str:
+            self.calls.append((account, amount_eur))
+            return f"sent {amount_eur} EUR to {account}"
+
+        self.transfer = transfer

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from gate_helpers import COORDINATION, decide, pending_escalation
-from ltpdash_client import Gate, Rejected
+from gate_helpers import COORDINATION, Bank, decide, gate_for, pending_escalation
+from ltpdash_client import Rejected
 
 from coordination.models import HUMAN_PREFIX, Frame
 from coordination.trace import verify_trace
@@ -21,33 +21,6 @@ from tests.conftest import start_daphne, stop_daphne
 from tests.console_helpers import Operator
 
 pytestmark = [pytest.mark.e2e]
-
-
-def _gate(url: str, agents) -> Gate:
-    return Gate(
-        url,
-        agents.triage_token,
-        coordination=COORDINATION,
-        name="triage-agent",
-        role="refund-agent",
-        intent="refund duplicated charges",
-        guardrails=["no transfer without a human"],
-        timeout=60,
-    )
-
-
-class Bank:
-    """The function behind the gate, recording every time it really runs."""
-
-    def __init__(self, gate: Gate):
-        self.calls: list[tuple[str, int]] = []
-
-        @gate.require_approval(action="transfer_money", reason="refund duplicated charge")
-        def transfer(account: str, amount_eur: int) -> str:
-            self.calls.append((account, amount_eur))
-            return f"sent {amount_eur} EUR to {account}"
-
-        self.transfer = transfer
 
 
 def _export() -> str:
@@ -58,7 +31,7 @@ def _export() -> str:
 
 def test_a_gated_call_runs_once_with_the_amended_arguments(live, agents, operators):
     alice = Operator(live.http, operators["alice"])
-    with _gate(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
+    with gate_for(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
         bank = Bank(gate)
         call = pool.submit(bank.transfer, "acme", 5000)
 
@@ -90,7 +63,7 @@ def test_a_gated_call_runs_once_with_the_amended_arguments(live, agents, operato
 
 def test_a_rejected_call_never_runs_and_carries_the_note(live, agents, operators):
     alice = Operator(live.http, operators["alice"])
-    with _gate(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
+    with gate_for(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
         bank = Bank(gate)
         call = pool.submit(bank.transfer, "acme", 5000)
         escalation = pending_escalation("transfer_money")
@@ -113,7 +86,7 @@ def test_a_rejected_call_never_runs_and_carries_the_note(live, agents, operators
 
 
 async def test_arequest_from_async_code_returns_the_decision(live, agents, operators):
-    gate = _gate(live.agent_url, agents)
+    gate = gate_for(live.agent_url, agents)
     try:
         asked = gate.arequest("place_order", {"sku": "A-1", "qty": 2}, "restock")
         task = asyncio.ensure_future(asked)
@@ -134,7 +107,7 @@ def test_a_call_waiting_while_daphne_restarts_completes_once_after_the_decision(
     first = start_daphne(tmp_path)
     second = None
     try:
-        with _gate(first.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
+        with gate_for(first.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
             bank = Bank(gate)
             call = pool.submit(bank.transfer, "acme", 5000)
             escalation = pending_escalation("transfer_money")

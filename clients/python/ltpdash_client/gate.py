@@ -122,7 +122,9 @@ class Gate:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: LtpClient | None = None
         self._waiting: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
+        self._connecting: asyncio.Lock | None = None  # made on the gate's loop
 
     # -- the gate's own loop --------------------------------------------------------------
 
@@ -139,20 +141,25 @@ class Gate:
         return self._submit(coroutine).result()
 
     async def _connected(self) -> LtpClient:
-        if self._client is None:
-            client = LtpClient(
-                self.url,
-                self.token,
-                self.name,
-                coordination_id=self.coordination,
-                hello={"role": self.orientation.get("role", ""), "capabilities": self.capabilities},
-            )
-            await client.connect()
-            if self.orientation:  # declared once; ltpdash keeps it for every later frame
-                await client.send({"type": "orientation", "payload": self.orientation})
-            client._tasks.append(asyncio.create_task(self._dispatch(client)))
-            self._client = client
+        self._connecting = self._connecting or asyncio.Lock()
+        async with self._connecting:  # two first calls at once open one socket
+            if self._client is None:
+                self._client = await self._open()
         return self._client
+
+    async def _open(self) -> LtpClient:
+        client = LtpClient(
+            self.url,
+            self.token,
+            self.name,
+            coordination_id=self.coordination,
+            hello={"role": self.orientation.get("role", ""), "capabilities": self.capabilities},
+        )
+        await client.connect()
+        if self.orientation:  # declared once; ltpdash keeps it for every later frame
+            await client.send({"type": "orientation", "payload": self.orientation})
+        self._dispatcher = asyncio.create_task(self._dispatch(client))
+        return client
 
     async def _dispatch(self, client: LtpClient) -> None:
         while True:
@@ -269,6 +276,9 @@ class Gate:
         """Close the socket and stop the gate's loop."""
         if self._loop is None:
             return
+        if self._dispatcher is not None:
+            self._loop.call_soon_threadsafe(self._dispatcher.cancel)
+            self._dispatcher = None
         if self._client is not None:
             self._run(self._client.close())
             self._client = None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -26,10 +27,13 @@ print(json.dumps({
 def test_a_fresh_virtualenv_gets_the_client_and_websockets_and_no_django(tmp_path):
     # A venv without pip of its own; this interpreter's pip installs into it (pip --python),
     # from the same indexes and wheel cache a user's pip would use.
+    # Built from a copy: pip builds in the source tree, and a build/ left there goes stale.
+    source = tmp_path / "ltpdash-client"
+    shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("tests", "build", "*.egg-info"))
     venv.create(tmp_path / "venv", with_pip=False)
     python = tmp_path / "venv" / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", str(CLIENT)],
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", str(source)],
         check=True,
         capture_output=True,
     )

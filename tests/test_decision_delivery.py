@@ -8,8 +8,8 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Delivery, Escalation
 from tests.console_helpers import KEY, SEED_REQUEST, SEED_RESPONSE, Operator
 

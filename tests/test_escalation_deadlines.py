@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.db.models import F
 from django.test import override_settings
 from django.utils import timezone
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
 from coordination.models import (
     Coordination,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Coordination, Frame
 from tests.console_helpers import KEY, SEED_REQUEST, Operator
 

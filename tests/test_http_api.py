@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Agent, Frame, Presence
 from coordination.trace import verify_trace
 from tests.seed import KEY, SEED_REQUEST, SEED_RESPONSE

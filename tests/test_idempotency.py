@@ -5,8 +5,8 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Delivery, Escalation, Frame, RouteRequest
 from tests.conftest import agent_socket
 

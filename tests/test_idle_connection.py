@@ -7,8 +7,7 @@ idle that long (close 1011). The wait below is longer than that on purpose."""
 import asyncio
 
 import pytest
-
-from coordination.client import LtpClient
+from ltpdash_client import LtpClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -5,8 +5,8 @@ import signal
 
 import pytest
 from asgiref.sync import sync_to_async
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.decisions import APPROVE, decide
 from coordination.models import Escalation
 from tests.conftest import start_daphne, stop_daphne, until_acked

@@ -14,8 +14,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management import call_command
 from django.db.models import F
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import (
     Agent,
     Delivery,

@@ -9,8 +9,8 @@ from asgiref.sync import sync_to_async
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Agent, RouteRequest, RoutingChange, RoutingRule
 
 KEY = "incident-4821"

@@ -5,8 +5,8 @@ import io
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import (
     Coordination,
     Escalation,

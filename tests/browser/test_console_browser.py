@@ -7,9 +7,9 @@ import urllib.request
 from urllib.parse import quote
 
 import pytest
+from ltpdash_client import LtpClient
 from playwright.sync_api import expect
 
-from coordination.client import LtpClient
 from coordination.models import Agent, Escalation
 from tests.console_helpers import KEY, SEED_REQUEST, SEED_RESPONSE
 

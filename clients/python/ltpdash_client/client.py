@@ -10,7 +10,7 @@ id is `<bundle id>:<type>`), keeps what is not yet acknowledged, and after a rec
 (exponential backoff) sends hello again and resends it: the server stores a retried frame once
 and acknowledges it again. Frames the server sends are acknowledged and deduplicated by id.
 
-Depends only on `websockets`, so an agent can copy this file.
+Depends only on `websockets`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ CONTROL = {"ack", "error"}
 
 
 class LtpError(Exception):
-    def __init__(self, frame: dict):
+    def __init__(self, frame: dict) -> None:
         payload = frame.get("payload") or {}
         super().__init__(f"{payload.get('code')}: {payload.get('message')}")
         self.code = payload.get("code")

@@ -21,6 +21,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from coordination import decisions, routing
+from coordination.audit_models import ensure_writable
 from coordination.canonical import CanonicalError, canonical
 from coordination.events import Events
 from coordination.models import (
@@ -106,6 +107,8 @@ def ingest_frame(agent: Agent, item: Any, events: Events, session_id: str = "") 
     try:
         with transaction.atomic():
             stored, warnings = _append_and_apply(agent, envelope, frame, text, events, session_id)
+    except FrameError as exc:  # refused inside the transaction (an imported coordination)
+        return Outcome(frame_id=envelope.id, error=exc)
     except DatabaseError as exc:
         if isinstance(exc, IntegrityError):
             # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
@@ -178,6 +181,7 @@ def _append_and_apply(agent, envelope, frame, text, events, session_id):
         coordination = None
     else:
         coordination = Coordination.lock(key)
+        ensure_writable(coordination.pk, envelope.id)
         stored = coordination.append(
             frame,
             sender=agent.name,

@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/v1/coordinations/<str:key>/trace", api.trace, name="api-trace"),
     path("conformance/verify", api.conformance_verify, name="conformance-verify"),
     path("", include("coordination.views.console_urls")),
+    path("", include("coordination.views.review_urls")),
     path("", include("coordination.views.routing_urls")),
 ]

@@ -212,3 +212,6 @@ CRITICAL_ACTIONS = [
 ]
 CRITICAL_APPROVALS = env_int("LTPDASH_CRITICAL_APPROVALS", 1, minimum=1)
 SWEEP_INTERVAL = float(env_int("LTPDASH_SWEEP_INTERVAL_MS", 1000, minimum=50)) / 1000
+# A cached integrity verdict older than this is recomputed over the whole chain on the next
+# page view (a stored frame altered in place does not move the chain head).
+INTEGRITY_MAX_AGE = env_int("LTPDASH_INTEGRITY_MAX_AGE", 300, minimum=0)

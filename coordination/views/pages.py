@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from coordination import integrity
 from coordination.api import trace_response
 from coordination.context import rehydrate
 from coordination.models import Coordination
@@ -18,7 +19,9 @@ LIST_PAGE = 25
 
 
 def list_context(page_number) -> dict:
-    coordinations = Coordination.objects.select_related("owner").order_by("-last_activity", "pk")
+    coordinations = Coordination.objects.select_related("owner", "trace_import").order_by(
+        "-last_activity", "pk"
+    )
     page = Paginator(coordinations, LIST_PAGE).get_page(page_number)
     return {
         "page": page,
@@ -74,6 +77,9 @@ def coordination_detail(request: HttpRequest, key: str) -> HttpResponse:
     coordination = _coordination(key)
     context = detail_context(coordination, request.user, _before(request))
     context["context_json"] = present.as_json(rehydrate(coordination, recent=0))
+    context.update(integrity.page_context(coordination))
+    if context["trace_import"] is not None:  # read-only: nobody takes an imported one over
+        context["can_take_over"] = False
     return render(request, "coordination/coordination_detail.html", context)
 
 

@@ -119,9 +119,15 @@ def layout(lanes: Sequence[str], steps: Sequence[StepLike]) -> dict[str, Any]:
         "gaps": gaps,
         "ticks": ticks,
         "width": LEFT + LANE_WIDTH * max(len(lanes), 1) + 10,
-        "height": y + ROW + 24,
+        "height": y + ROW + 40,
         "legend": [
-            {"kind": kind, "shape": shape, "colour": colour, "x": LEFT + 100 * i, "y": y + ROW}
+            {
+                "kind": kind,
+                "shape": shape,
+                "colour": colour,
+                "x": LEFT + 100 * (i % 4),
+                "y": y + ROW + 16 * (i // 4),
+            }
             for i, (kind, (shape, colour)) in enumerate(MARKS.items())
         ],
     }

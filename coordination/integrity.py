@@ -121,15 +121,19 @@ def verdict_for(coordination: Coordination, *, recheck: bool = False) -> Verdict
     """The integrity verdict of ``coordination``'s chain, cached against its head."""
     now = timezone.now()
     cached = ChainCheck.objects.filter(coordination=coordination).first()
-    head = (coordination.head_seq, coordination.head_hash)
-    fresh = cached is not None and now - cached.full_check_at < timedelta(
-        seconds=settings.INTEGRITY_MAX_AGE
-    )
-    if not recheck and fresh and (cached.head_seq, cached.head_hash) == head:
-        return Verdict(cached.state, cached.entries, cached.broken_at, cached.why)
-    incremental = not recheck and cached is not None and _incremental(cached, coordination, now)
+    incremental = False
+    if cached is not None and not recheck:
+        fresh = now - cached.full_check_at < timedelta(seconds=settings.INTEGRITY_MAX_AGE)
+        same_head = (cached.head_seq, cached.head_hash) == (
+            coordination.head_seq,
+            coordination.head_hash,
+        )
+        if fresh and same_head:
+            return Verdict(cached.state, cached.entries, cached.broken_at, cached.why)
+        incremental = _incremental(cached, coordination, now)
     verdict = _as_found(coordination, _compute(coordination, cached, full=not incremental))
-    _store(coordination, verdict, now, full_check_at=cached.full_check_at if incremental else now)
+    full_check_at = cached.full_check_at if incremental and cached is not None else now
+    _store(coordination, verdict, now, full_check_at=full_check_at)
     return verdict
 
 

@@ -351,8 +351,12 @@ def _response(step: Step, payload: Mapping[str, Any], who: str, senders: Mapping
 
 def _decision(step: Step, payload: Mapping[str, Any], found: list, who: str) -> None:
     step.kind = DECISION
-    branch = next((b for b in found if b.get("action") in ("approve", "reject")), {})
-    verdict = {"approve": "approved", "reject": "rejected"}.get(branch.get("action"), "decided")
+    branch: dict[str, Any] = next(
+        (b for b in found if b.get("action") in ("approve", "reject")), {}
+    )
+    verdict = {"approve": "approved", "reject": "rejected"}.get(
+        text(branch.get("action")), "decided"
+    )
     by = text(branch.get("decided_by") or who.removeprefix(HUMAN_PREFIX))
     step.headline = f"{by} {verdict} the escalation."
     note = branch.get("reason")

@@ -214,3 +214,18 @@ def test_agent_text_is_escaped_in_the_story_and_the_picture(agents, operators):
     for raw in ("<script>alert", "</svg><img", "<b>evil</b>", "<i>x</i>"):
         assert raw not in body
     assert "&lt;b&gt;evil&lt;/b&gt;" in body
+
+
+@pytest.mark.parametrize(("user", "status"), [("vic", 302), ("ada", 302), ("oscar", 403)])
+def test_reverify_needs_the_watch_permission_and_only_refreshes_the_verdict(
+    decided, operators, user, status
+):
+    client = Client()
+    client.force_login(operators[user])
+    head = coordination().head_seq
+    response = client.post(reverse("coordination-reverify", args=[KEY]))
+    assert response.status_code == status
+    assert coordination().head_seq == head
+    assert client.get(reverse("coordination-reverify", args=[KEY])).status_code in (403, 405)
+    anonymous = Client().post(reverse("coordination-reverify", args=[KEY]))
+    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]

@@ -339,9 +339,13 @@ def _response(step: Step, payload: Mapping[str, Any], who: str, senders: Mapping
     for branch in found:
         if step.kind != DECISION:
             _reason(step, branch.get("reason"), f"Reason ({branch_words(branch)})")
+            _reason(step, branch.get("rule_id"), "LTP rule")
+            _reason(step, branch.get("proposal"), "Proposed if approved")
         if branch.get("reason") in (None, "") and step.kind == RESPONSE:
             step.reasons.append(f"Branch: {branch_words(branch)}")
     _reason(step, payload.get("reason"))
+    _reason(step, payload.get("decision"), "Decision")
+    _reason(step, payload.get("notes"), "Notes")
     result = payload.get("result")
     if isinstance(result, dict) and result:
         step.reasons.append("Result: " + ", ".join(f"{k} = {text(v)}" for k, v in result.items()))

@@ -180,3 +180,26 @@ def test_only_admins_may_import(ltp_fixtures, operators, user):
     response = client.post(reverse("trace-import"), {"file": SimpleUploadedFile("m.jsonl", data)})
     assert response.status_code == 403
     assert not Coordination.objects.exists()
+
+
+def test_review_of_imported_traces_reads_both_payload_dialects(ltp_fixtures, operators):
+    import html
+
+    importtrace(ltp_fixtures / "traces" / "minimal.audit.trace.jsonl")
+    importtrace(ltp_fixtures / "traces" / "failure-recovery.trace.jsonl")
+    minimal = html.unescape(
+        watched(operators["vic"], "/coordinations/imported-minimal-audit-trace/review/")
+    )
+    # branches as an object keyed by branch name
+    assert "Branch: A (confidence 0.62, status admissible)" in minimal
+    assert (
+        "Notes: [&quot;retry updated drift&quot;]" in minimal
+        or 'Notes: ["retry updated drift"]' in minimal
+    )
+    recovery = html.unescape(
+        watched(operators["vic"], "/coordinations/imported-failure-recovery-trace/review/")
+    )
+    # branches as a list of {id, confidence}; ISO ts shown as times
+    assert "Branch: defer (confidence 1)" in recovery
+    assert "Reason: system_state_failed" in recovery
+    assert "2024-03-15 14:00:06" in recovery

@@ -20,6 +20,7 @@ why a failure to publish is logged, never raised: the change it announces is com
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -129,5 +130,13 @@ async def send(events: list[Event]) -> None:
 
 
 def _send_now(events: list[Event]) -> None:
-    if events:
+    if not events:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # plain sync code (a view's thread, the sweeper): wait for it
         async_to_sync(send)(events)
+    else:
+        # Sync code running on an event loop's own thread (allowed only where async-unsafe
+        # calls are, as in the browser tests): it cannot block on the loop, so hand it over.
+        loop.create_task(send(events))

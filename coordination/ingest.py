@@ -21,6 +21,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from coordination import decisions, events, outbox, routing
+from coordination.audit_models import ensure_writable
 from coordination.canonical import CanonicalError, canonical
 from coordination.models import (
     Agent,
@@ -110,6 +111,9 @@ def _store(
     try:
         with transaction.atomic():
             stored = _append_and_apply(agent, envelope, frame, text, session_id)
+    except FrameError as exc:
+        # Refused on what the database says (who may speak here): rolled back, nothing kept.
+        return Outcome(frame_id=envelope.id, error=exc)
     except DatabaseError as exc:
         if isinstance(exc, IntegrityError):
             # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
@@ -179,6 +183,7 @@ def _append_and_apply(
         )
     else:
         coordination = Coordination.lock(key)
+        ensure_writable(coordination.pk, envelope.id)
         stored = coordination.append(
             frame,
             sender=agent.name,

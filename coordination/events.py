@@ -37,6 +37,7 @@ DASHBOARD = "dashboard"
 
 Event = tuple[str, dict[str, Any]]
 _collected: ContextVar[list[Event] | None] = ContextVar("ltpdash_events", default=None)
+_handed_over: set[asyncio.Task[None]] = set()
 
 
 def coordination_group(pk: int) -> str:
@@ -139,4 +140,6 @@ def _send_now(events: list[Event]) -> None:
     else:
         # Sync code running on an event loop's own thread (allowed only where async-unsafe
         # calls are, as in the browser tests): it cannot block on the loop, so hand it over.
-        loop.create_task(send(events))
+        task = loop.create_task(send(events))
+        _handed_over.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(_handed_over.discard)

@@ -36,6 +36,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
+from coordination.proposals import decision_args, escalation_fields
 from coordination.schemas import LTPDASH, RouteRequestView, RouteResponseView
 
 APPROVE = "approve"
@@ -127,6 +128,7 @@ def open_escalation(
         reason=reason,
         action=action[:200],
         rule_id=rule_id,
+        **escalation_fields(frame, branch_index, request),
         required_approvals=settings.CRITICAL_APPROVALS if rule_id else 1,
         deadline=coordination.escalation_deadline(),
         held_frame=held_frame,
@@ -200,6 +202,7 @@ def decide(
     verdict: str,
     note: str,
     instructions: str = "",
+    amended_args: dict[str, Any] | None = None,
 ) -> DecisionResult:
     """Approve or reject. Exactly one final decision per escalation: the conditional update
     from pending is the referee when two operators decide at once; the loser is told who won."""
@@ -240,6 +243,7 @@ def decide(
             instructions=instructions,
             user=user,
             approvers=approvers,
+            amended_args=amended_args,
         )
 
 
@@ -267,10 +271,12 @@ def _finalise(
     instructions: str,
     user: User | None,
     approvers: list[str],
+    amended_args: dict[str, Any] | None = None,
 ) -> DecisionResult:
     """Record the decision (if it is still pending) and tell the agent, and the requester
     whose request it settles."""
     name = user.get_username() if user is not None else LTPDASH
+    args = decision_args(escalation, verdict, amended_args)  # original args, amended ones
     status = EscalationStatus.APPROVED if verdict == APPROVE else EscalationStatus.REJECTED
     won = Escalation.objects.filter(pk=escalation.pk, status=EscalationStatus.PENDING).update(
         status=status,
@@ -279,6 +285,7 @@ def _finalise(
         decided_at=timezone.now(),
         note=note,
         instructions=instructions,
+        amended_args=args.get("amended_args"),
     )
     if not won:
         escalation.refresh_from_db()
@@ -291,7 +298,7 @@ def _finalise(
             coordination=escalation.coordination,
             note=note,
         )
-    branch: dict[str, Any] = {"action": verdict, "reason": note, "decided_by": name}
+    branch: dict[str, Any] = {"action": verdict, "reason": note, "decided_by": name, **args}
     if len(approvers) > 1:
         branch["approvers"] = approvers
     payload: dict[str, Any] = {

@@ -20,6 +20,7 @@ why a failure to publish is logged, never raised: the change it announces is com
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -36,6 +37,7 @@ DASHBOARD = "dashboard"
 
 Event = tuple[str, dict[str, Any]]
 _collected: ContextVar[list[Event] | None] = ContextVar("ltpdash_events", default=None)
+_handed_over: set[asyncio.Task[None]] = set()
 
 
 def coordination_group(pk: int) -> str:
@@ -129,5 +131,15 @@ async def send(events: list[Event]) -> None:
 
 
 def _send_now(events: list[Event]) -> None:
-    if events:
+    if not events:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # plain sync code (a view's thread, the sweeper): wait for it
         async_to_sync(send)(events)
+    else:
+        # Sync code running on an event loop's own thread (allowed only where async-unsafe
+        # calls are, as in the browser tests): it cannot block on the loop, so hand it over.
+        task = loop.create_task(send(events))
+        _handed_over.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(_handed_over.discard)

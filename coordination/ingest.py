@@ -21,6 +21,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from coordination import decisions, events, outbox
+from coordination.audit_models import ensure_writable
 from coordination.canonical import CanonicalError, canonical
 from coordination.models import (
     Agent,
@@ -188,6 +189,7 @@ def _append_and_apply(
         )
     else:
         coordination = Coordination.lock(key)
+        ensure_writable(coordination.pk, envelope.id)
         _check_speaker(agent, coordination, envelope, view)
         stored = coordination.append(
             frame,

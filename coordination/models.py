@@ -480,6 +480,9 @@ class Escalation(models.Model):
     reason = models.TextField(blank=True)
     action = models.CharField(max_length=200, blank=True)
     rule_id = models.CharField(max_length=100, blank=True)
+    proposed_action = models.CharField(max_length=200, blank=True)
+    proposed_args = models.JSONField(null=True, blank=True)
+    amended_args = models.JSONField(null=True, blank=True)
     status = models.CharField(
         max_length=10, choices=EscalationStatus, default=EscalationStatus.PENDING
     )

@@ -348,7 +348,9 @@ LIST_PAGE = 25
 
 def list_context(page_number: str | None) -> dict[str, Any]:
     """The coordination list's page `page_number`, most recently active first."""
-    coordinations = Coordination.objects.select_related("owner").order_by("-last_activity", "pk")
+    coordinations = Coordination.objects.select_related("owner", "trace_import").order_by(
+        "-last_activity", "pk"
+    )
     page = Paginator(coordinations, LIST_PAGE).get_page(page_number)
     return {
         "page": page,

@@ -20,6 +20,7 @@ ROLES: dict[str, list[str]] = {
         "manage_agents",
         "manage_routing",
         "manage_operators",
+        "import_trace",
     ],
 }
 

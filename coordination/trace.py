@@ -33,15 +33,18 @@ def _short(digest: object) -> str:
     return text[:12] + "…" if len(text) > 12 else text
 
 
-def verify_trace(lines: Iterable[str]) -> TraceVerdict:
+def verify_trace(lines: Iterable[str], *, start: int = 0, prev_hash: str = GENESIS) -> TraceVerdict:
     """Check an audit trace (JSON Lines) entry by entry; stop at the first break.
 
     Besides the hash chain this checks what the chain cannot protect: that
     ``i`` counts from 0 without gaps and that the chain starts at genesis, so
     a trace cut at the front or with entries removed is not reported intact.
+
+    ``start`` and ``prev_hash`` continue a check already done up to entry
+    ``start - 1`` whose hash was ``prev_hash`` (the integrity cache hashes only
+    the entries appended since).
     """
-    position = 0
-    prev_hash = GENESIS
+    position = start
 
     def broken(why: str) -> TraceVerdict:
         return TraceVerdict(ok=False, entries=position, broken_at=position, why=why)

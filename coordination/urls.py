@@ -5,7 +5,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from coordination import api
-from coordination.views import agents, escalations, handoff, operators, pages, routing
+from coordination.views import agents, escalations, handoff, operators, pages, review, routing
 
 urlpatterns = [
     path("api/v1/frames", api.frames, name="api-frames"),
@@ -45,4 +45,12 @@ urlpatterns = [
     path("routing/", routing.routing_table, name="routing-table"),
     path("routing/rules/", routing.rule_save, name="routing-rule-save"),
     path("routing/rules/<int:pk>/delete/", routing.rule_delete, name="routing-rule-delete"),
+    path("imports/new/", review.import_page, name="trace-import"),
+    path("coordinations/<str:key>/review/", review.review_page, name="coordination-review"),
+    path(
+        "coordinations/<str:key>/review/report.html",
+        review.review_report,
+        name="coordination-review-report",
+    ),
+    path("coordinations/<str:key>/reverify/", review.reverify, name="coordination-reverify"),
 ]

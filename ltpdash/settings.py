@@ -233,3 +233,6 @@ SWEEP_INTERVAL = float(env_int("LTPDASH_SWEEP_INTERVAL_MS", 1000, minimum=50)) /
 # How often a connected agent's socket looks in its outbox for frames no event announced
 # (the sweeper's, on the in-memory layer; or dropped by a full channel). The safety net only.
 OUTBOX_CHECK_SECONDS = env_int("LTPDASH_OUTBOX_CHECK_MS", 2000, minimum=10) / 1000
+# A cached integrity verdict older than this is recomputed over the whole chain on the next
+# page view (a stored frame altered in place does not move the chain head).
+INTEGRITY_MAX_AGE = env_int("LTPDASH_INTEGRITY_MAX_AGE", 300, minimum=0)

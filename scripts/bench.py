@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import websockets
+from ltpdash_client import LtpClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,33 +48,33 @@ def manage(env: dict, *args: str) -> str:
     ).stdout.strip()
 
 
-def frame(agent: str, n: int, kind: str = "orientation", coordination: str = "bench") -> str:
+def frame(agent: str, n: int, kind: str = "orientation", coordination: str = "bench") -> dict:
     payload = {"intent": f"step {n}", "guardrails": ["no production writes"]}
     if kind == "heartbeat":
         payload = {"seq": n, "status": "ok"}
-    return json.dumps(
-        {
-            "v": "0.1",
-            "id": f"{agent}-{kind}-{n}-{time.monotonic_ns()}",
-            "ts": int(time.time() * 1000),
-            "type": kind,
-            "from": agent,
-            "coordination_id": coordination,
-            "payload": payload,
-        }
-    )
+    return {
+        "v": "0.1",
+        "id": f"{agent}-{kind}-{n}-{time.monotonic_ns()}",
+        "ts": int(time.time() * 1000),
+        "type": kind,
+        "from": agent,
+        "coordination_id": coordination,
+        "payload": payload,
+    }
+
+
+def client(url: str, token: str, agent: str) -> LtpClient:
+    """The same client agents use (ltpdash_client): acks matched by frame id."""
+    return LtpClient(url, token, agent, reconnect=False)
 
 
 async def sequential(url: str, token: str, agent: str, count: int, kind: str) -> list[float]:
     """One frame at a time, each waiting for its ack: per-frame latency in ms."""
     latencies = []
-    async with websockets.connect(
-        url, additional_headers={"Authorization": f"Bearer {token}"}
-    ) as ws:
+    async with client(url, token, agent) as ws:
         for n in range(count):
             started = time.perf_counter()
-            await ws.send(frame(agent, n, kind))
-            reply = json.loads(await ws.recv())
+            [reply] = await ws.send(frame(agent, n, kind))
             assert reply["type"] == "ack", reply
             latencies.append((time.perf_counter() - started) * 1000)
     return latencies
@@ -83,27 +82,23 @@ async def sequential(url: str, token: str, agent: str, count: int, kind: str) ->
 
 async def pipelined(url: str, token: str, agent: str, count: int, kind: str, window: int) -> int:
     """Up to `window` frames in flight; returns the number acked."""
-    acked = 0
-    async with websockets.connect(
-        url, additional_headers={"Authorization": f"Bearer {token}"}
-    ) as ws:
+    in_flight = asyncio.Semaphore(window)
+    async with client(url, token, agent) as ws:
 
-        async def reader():
-            nonlocal acked
-            while acked < count:
-                reply = json.loads(await ws.recv())
-                if reply["type"] == "ack":
-                    acked += 1
-                else:
-                    raise RuntimeError(reply)
+        async def one(n: int) -> int:
+            try:
+                [reply] = await ws.send(frame(agent, n, kind, coordination=f"bench-{agent}"))
+            finally:
+                in_flight.release()
+            if reply["type"] != "ack":
+                raise RuntimeError(reply)
+            return 1
 
-        task = asyncio.create_task(reader())
+        tasks = []
         for n in range(count):
-            while n - acked >= window:
-                await asyncio.sleep(0.0005)
-            await ws.send(frame(agent, n, kind, coordination=f"bench-{agent}"))
-        await task
-    return acked
+            await in_flight.acquire()
+            tasks.append(asyncio.create_task(one(n)))
+        return sum(await asyncio.gather(*tasks))
 
 
 def pct(values: list[float], p: float) -> float:

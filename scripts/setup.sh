@@ -24,6 +24,9 @@ if [ "$with_test" = 1 ]; then
 else
     .venv/bin/python -m pip install -q -e .
 fi
+# The agents' client (its own distribution, ltpdash-client) with its LangGraph and MCP
+# adapters: simulate, the benchmark and the tests use it.
+.venv/bin/python -m pip install -q -e "./clients/python[langgraph,mcp]"
 
 if [ "$with_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     echo "==> installing Debian's chromium (browser tests drive it through Playwright)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run the whole test suite twice: on the embedded default
-# (SQLite + in-memory channel layer), then on PostgreSQL + Redis.
+# (SQLite + in-memory channel layer), then on PostgreSQL + Redis. The suite is tests/ and
+# clients/python/tests/ (the agents' client against a real daphne): pyproject's testpaths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

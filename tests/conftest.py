@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from coordination.models import Agent
-from tests.factories import ROOT, eventually, manage, server_env, start_daphne, stop_daphne
+from tests.factories import FLEET, ROOT, eventually, manage, server_env, start_daphne, stop_daphne
 
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
 
@@ -24,8 +24,8 @@ def ltp_fixtures() -> Path:
 
 class AgentPair:
     def __init__(self):
-        self.triage, self.triage_token = Agent.create_with_token("triage-agent")
-        self.metrics, self.metrics_token = Agent.create_with_token("metrics-agent")
+        self.triage, self.triage_token = Agent.create_with_token("triage-agent", scope=FLEET)
+        self.metrics, self.metrics_token = Agent.create_with_token("metrics-agent", scope=FLEET)
 
 
 @pytest.fixture

@@ -29,16 +29,20 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client, override_settings
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.ingest import ingest
-from coordination.models import Agent, Delivery, Escalation, Presence, RouteRequest
+from coordination.models import Agent, Coordination, Delivery, Escalation, Presence, RouteRequest
 from coordination.processes import daphne_command, free_port, wait_until_serving
 from coordination.trace import TraceVerdict, verify_trace
 from tests.seed import KEY, SEED_REQUEST_WITH_ID, SEED_RESPONSE_WITH_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 TS = 1764000000000  # a fixed ts (ms) for frames whose time does not matter
+# The scope of the suite's fleet agents: they may speak in any coordination, as agents whose
+# token is scoped to an operator's whole fleet do. Only participation's own tests
+# (test_participants.py) make agents without one.
+FLEET = "*"
 
 # --- frames and agents ----------------------------------------------------------------------
 
@@ -79,7 +83,9 @@ def online(*names: str, connections: int = 1) -> list[Agent]:
     not exist yet. Returns them as read before the update."""
     found = []
     for name in names:
-        agent = Agent.objects.filter(name=name).first() or Agent.create_with_token(name)[0]
+        agent = (
+            Agent.objects.filter(name=name).first() or Agent.create_with_token(name, scope=FLEET)[0]
+        )
         Agent.objects.filter(pk=agent.pk).update(presence=Presence.ONLINE, connections=connections)
         found.append(agent)
     return found
@@ -92,6 +98,11 @@ def seed(agents) -> Escalation:
     send(agents.triage, SEED_REQUEST_WITH_ID)
     send(agents.metrics, SEED_RESPONSE_WITH_ID)
     return Escalation.objects.get(coordination__key=KEY)
+
+
+def coordination() -> Coordination:
+    """The seed flow's coordination (incident-4821)."""
+    return Coordination.objects.get(key=KEY)
 
 
 def acked_id(acks: list[dict], type: str) -> str:
@@ -316,8 +327,11 @@ class Daphne:
         return self.log.read_text(errors="replace")
 
 
-def start_daphne(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Daphne:
-    port = free_port()
+def start_daphne(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, port: int | None = None
+) -> Daphne:
+    """A daphne process on a free port, or on `port` (a restart where agents reconnect)."""
+    port = port or free_port()
     env = server_env({"LTPDASH_LOG_LEVEL": "WARNING", **FAST_OUTBOX, **(extra_env or {})})
     log = tmp_path / f"daphne-{port}.log"
     process = subprocess.Popen(

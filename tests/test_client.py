@@ -7,8 +7,8 @@ import socket
 
 import pytest
 from asgiref.sync import sync_to_async
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Frame
 from tests.factories import aeventually, metrics_client, triage_client, until_acked
 

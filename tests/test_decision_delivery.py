@@ -7,8 +7,8 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import Delivery, Escalation
 from tests.factories import Operator, aeventually, triage_client
 from tests.seed import KEY, SEED_REQUEST_WITH_ID, SEED_RESPONSE_WITH_ID

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.management import CommandError
+from django.test import RequestFactory
 
 from coordination.roles import role_of
 from tests.factories import command
@@ -22,7 +23,7 @@ def test_createoperator_with_a_password_gives_the_role_and_a_working_login():
 
     assert "created with role approver" in output
     assert "long-enough-pw" not in output
-    carol = authenticate(username="carol", password="long-enough-pw")
+    carol = authenticate(_login_request(), username="carol", password="long-enough-pw")
     assert carol is not None and role_of(carol) == "approver"
     assert carol.has_perm("coordination.decide")
     assert not carol.has_perm("coordination.manage_agents")
@@ -32,7 +33,7 @@ def test_createoperator_without_a_password_generates_one_and_prints_it_once():
     output = command("createoperator", "dan", "--role", "viewer")
 
     password = re.search(r"Password \(shown once\): (\S+)", output).group(1)
-    dan = authenticate(username="dan", password=password)
+    dan = authenticate(_login_request(), username="dan", password=password)
     assert dan is not None and role_of(dan) == "viewer"
     assert dan.has_perm("coordination.watch") and not dan.has_perm("coordination.decide")
 
@@ -57,3 +58,8 @@ def test_setrole_replaces_the_role(operators):
 def test_setrole_of_an_unknown_operator_fails():
     with pytest.raises(CommandError, match="No operator"):
         command("setrole", "nobody", "viewer")
+
+
+def _login_request():
+    # Logins are counted per username and address (django-axes), so they come with a request.
+    return RequestFactory().post("/login/")

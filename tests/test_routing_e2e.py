@@ -12,8 +12,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import F
+from ltpdash_client import LtpClient
 
-from coordination.client import LtpClient
 from coordination.models import (
     Agent,
     Delivery,
@@ -26,6 +26,7 @@ from coordination.models import (
     RoutingRule,
 )
 from tests.factories import (
+    FLEET,
     about,
     acked_id,
     aeventually,
@@ -44,7 +45,7 @@ HMS = r"\d\d:\d\d:\d\d"
 
 @pytest.fixture
 def metrics_b(agents):
-    _, token = Agent.create_with_token("metrics-agent-b")
+    _, token = Agent.create_with_token("metrics-agent-b", scope=FLEET)
     return token
 
 

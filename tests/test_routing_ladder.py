@@ -3,6 +3,7 @@
 
 import pytest
 
+from coordination.ingest import ingest
 from coordination.models import (
     Agent,
     Delivery,
@@ -74,10 +75,10 @@ def test_request_to_human_is_an_escalation_at_once(agents):
     assert escalation.rule_id == ""
 
 
-def test_a_late_answer_is_forwarded_but_does_not_reopen_the_request(agents):
+def test_a_late_answer_from_an_agent_no_longer_assigned_is_refused(agents):
     online("metrics-agent", "metrics-agent-b")
     request = ask(agents.triage, {"target": "metrics-agent"})
-    # metrics-agent-b answered first (say, after a fallback) ...
+    # The request moved on to metrics-agent-b (say, after a fallback), which answered ...
     RouteRequest.objects.filter(pk=request.pk).update(
         assigned_to=Agent.objects.get(name="metrics-agent-b")
     )
@@ -86,11 +87,13 @@ def test_a_late_answer_is_forwarded_but_does_not_reopen_the_request(agents):
     request.refresh_from_db()
     first_answer = request.response_frame
 
-    # ... then metrics-agent's answer arrives late.
-    send(agents.metrics, frame("m-1", "route_response", {"in_reply_to": "req-1", "result": {}}))
+    # ... then metrics-agent answers late: only the agent it is assigned to may answer.
+    late = {"in_reply_to": "req-1", "result": {}}
+    [outcome] = ingest(agents.metrics, frame("m-1", "route_response", late))
 
+    assert outcome.error is not None and outcome.error.code == "not_assigned"
     request.refresh_from_db()
     assert request.status == RequestStatus.ANSWERED
     assert request.response_frame == first_answer
-    late = request.coordination.frames.get(sender="metrics-agent", ltp_id="m-1")
-    assert Delivery.objects.filter(agent=agents.triage, frame=late).exists()
+    assert not request.coordination.frames.filter(sender="metrics-agent", ltp_id="m-1").exists()
+    assert not Delivery.objects.filter(agent=agents.triage, frame__ltp_id="m-1").exists()

@@ -10,12 +10,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from coordination.models import Agent, RouteRequest, RoutingChange, RoutingRule
-from tests.factories import agent_client, metrics_client, triage_client
+from tests.factories import FLEET, agent_client, metrics_client, triage_client
 
 
 @pytest.fixture
 def metrics_b_token(agents):
-    return Agent.create_with_token("metrics-agent-b")[1]
+    return Agent.create_with_token("metrics-agent-b", scope=FLEET)[1]
 
 
 @pytest.fixture

@@ -38,6 +38,9 @@ def test_simulate_once_leaves_an_incident_with_an_escalation_pending(server_and_
     assert escalation.status == EscalationStatus.PENDING
     assert escalation.agent.name == "metrics-agent-b"
     assert escalation.reason == "guardrail: cannot page DB"
+    # It says what approving it does (issue #11).
+    assert escalation.proposed_action == "page_db_oncall"
+    assert escalation.proposed_args == {"service": "orders-db"}
 
     # The silent specialist: noticed by the sweeper process, recorded, and routed around.
     assert "metrics-agent: silent" in sweep_log.read_text()

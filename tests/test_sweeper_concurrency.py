@@ -23,7 +23,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
-from tests.factories import frame, online, send, verified_trace
+from tests.factories import FLEET, frame, online, send, verified_trace
 from tests.seed import KEY
 
 pytestmark = [
@@ -45,7 +45,7 @@ def overdue(agents):
     deadline an hour past."""
     online(agents.metrics.name)
     for i in range(N):
-        agent, _ = Agent.create_with_token(f"worker-{i}")
+        agent, _ = Agent.create_with_token(f"worker-{i}", scope=FLEET)
         send(agent, frame(f"hello-{i}", "hello", {"coordination_id": KEY}))
         send(agents.triage, frame(f"req-{i}", "route_request", {"target": "metrics-agent"}))
         send(

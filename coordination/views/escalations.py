@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from coordination import decisions, events, present
+from coordination import decisions, events, present, proposals
 from coordination.models import Escalation
 from coordination.views.access import ConsoleRequest, require_perm
 
@@ -40,6 +40,14 @@ class DecisionForm(forms.Form):
     )
     note = forms.CharField(required=False, max_length=2000, strip=True)
     instructions = forms.CharField(required=False, max_length=4000, strip=True)
+    # The proposal's arguments as JSON; an approver may edit them before approving.
+    amended_args = forms.CharField(required=False, max_length=20000, strip=True)
+
+    def clean_amended_args(self) -> dict[str, Any] | None:
+        try:
+            return proposals.parse_args(self.cleaned_data.get("amended_args", ""))
+        except proposals.InvalidArgs as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -47,6 +55,10 @@ class DecisionForm(forms.Form):
         # An approval may go without one.
         if data.get("verdict") == decisions.REJECT and not data.get("note"):
             self.add_error("note", "Say why you reject: the agent receives this note.")
+        if data.get("verdict") == decisions.REJECT:
+            # Nothing runs on a rejection: its arguments cannot be wrong.
+            self.errors.pop("amended_args", None)
+            data["amended_args"] = None
         return data
 
 
@@ -71,6 +83,7 @@ def decide(request: ConsoleRequest, pk: int) -> HttpResponse:
                 form.cleaned_data["verdict"],
                 form.cleaned_data["note"],
                 instructions=form.cleaned_data["instructions"],
+                amended_args=form.cleaned_data["amended_args"],
             )
         message = result.message
         if not request.htmx:

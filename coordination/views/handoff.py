@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from coordination import decisions, events, present
+from coordination.audit_models import is_imported
 from coordination.models import Agent, Coordination
 from coordination.views.access import ConsoleRequest, require_perm
 
@@ -18,6 +19,9 @@ class HandoffForm(forms.Form):
         queryset=present.operators_who_decide(), to_field_name="username", label="Hand off to"
     )
     note = forms.CharField(required=False, max_length=2000, strip=True)
+
+
+READ_ONLY = "This coordination was imported from a trace; it is read-only and has no owner."
 
 
 def _done(
@@ -44,6 +48,8 @@ def _done(
 @require_perm("take_over")
 def take_over(request: ConsoleRequest, key: str) -> HttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
+    if is_imported(coordination.pk):
+        return _done(request, coordination, READ_ONLY, ok=False)
     with events.collecting():
         note = request.POST.get("note", "")[:2000]
         decisions.handoff(coordination.pk, request.user, request.user, note=note)
@@ -54,6 +60,8 @@ def take_over(request: ConsoleRequest, key: str) -> HttpResponse:
 @require_perm("take_over")
 def hand_off(request: ConsoleRequest, key: str) -> HttpResponse:
     coordination = get_object_or_404(Coordination, key=key)
+    if is_imported(coordination.pk):
+        return _done(request, coordination, READ_ONLY, ok=False)
     form = HandoffForm(request.POST)
     if not form.is_valid():
         return _done(

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from coordination import present
+from coordination import integrity, present
 from coordination.models import Coordination
 from coordination.rehydrate import rehydrate
 from coordination.trace import trace_response
@@ -68,6 +68,9 @@ def coordination_detail(request: ConsoleRequest, key: str) -> HttpResponse:
     coordination = _coordination(key)
     context = detail_context(coordination, request.user, _before(request))
     context["context_json"] = present.as_json(rehydrate(coordination, recent=0))
+    context.update(integrity.page_context(coordination))
+    if context["trace_import"] is not None:  # read-only: nobody takes an imported one over
+        context["can_take_over"] = False
     return render(request, "coordination/coordination_detail.html", context)
 
 

@@ -10,7 +10,7 @@ id is `<bundle id>:<type>`), keeps what is not yet acknowledged, and after a rec
 (exponential backoff) sends hello again and resends it: the server stores a retried frame once
 and acknowledges it again. Frames the server sends are acknowledged and deduplicated by id.
 
-Depends only on `websockets`, so an agent can copy this file.
+Depends only on `websockets`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ CONTROL = {"ack", "error"}
 
 
 class LtpError(Exception):
-    def __init__(self, frame: dict):
+    def __init__(self, frame: dict) -> None:
         payload = frame.get("payload") or {}
         super().__init__(f"{payload.get('code')}: {payload.get('message')}")
         self.code = payload.get("code")
@@ -88,7 +89,7 @@ class LtpClient:
         self.seen: set[str] = set()
         self.pending: deque[_Pending] = deque()
         self.by_id: dict[str, _Pending] = {}
-        self.ws = None
+        self.ws: ClientConnection | None = None
         self.connected = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task] = []
@@ -101,7 +102,7 @@ class LtpClient:
         await self.connect()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def connect(self) -> None:
@@ -111,6 +112,12 @@ class LtpClient:
             self._tasks.append(asyncio.create_task(self._heartbeats()))
         if self.hello_payload is not None:
             await self.send({"type": "hello", "payload": self.hello_payload})
+
+    @property
+    def _socket(self) -> ClientConnection:
+        if self.ws is None:
+            raise ConnectionError("not connected")
+        return self.ws
 
     async def _open(self) -> None:
         self.ws = await websockets.connect(
@@ -206,7 +213,7 @@ class LtpClient:
         await self.connected.wait()
         # On a closed socket the message stays pending and is resent after the reconnect.
         with contextlib.suppress(websockets.ConnectionClosed):
-            await self.ws.send(text)
+            await self._socket.send(text)
 
     def _forget(self, pending: _Pending) -> None:
         with contextlib.suppress(ValueError):
@@ -244,7 +251,8 @@ class LtpClient:
     async def _reader(self) -> None:
         while True:
             try:
-                async for text in self.ws:
+                async for message in self._socket:
+                    text = message.decode() if isinstance(message, bytes) else message
                     await self._on_message(text)
             except websockets.ConnectionClosed:
                 pass
@@ -298,17 +306,18 @@ class LtpClient:
             self.reconnects += 1
             if self.hello_payload is not None:
                 hello, _ = self._with_ids({"type": "hello", "payload": self.hello_payload})
-                await self.ws.send(json.dumps(hello))
+                await self._socket.send(json.dumps(hello))
             for pending in list(self.pending):
-                await self.ws.send(pending.text)
+                await self._socket.send(pending.text)
             return
 
     async def _heartbeats(self) -> None:
+        interval = self.heartbeat_interval or 0.0
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(interval)
             self._heartbeat_seq += 1
             with contextlib.suppress(Exception):
                 await self.send(
                     {"type": "heartbeat", "payload": {"seq": self._heartbeat_seq, "status": "ok"}},
-                    timeout=self.heartbeat_interval,
+                    timeout=interval,
                 )

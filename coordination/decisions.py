@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from coordination import notifications
 from coordination.events import DASHBOARD, Events
 from coordination.models import (
     HUMAN_PREFIX,
@@ -59,6 +60,7 @@ def open_escalation(
         required_approvals=settings.CRITICAL_APPROVALS if critical else 1,
         deadline=coordination.escalation_deadline(),
     )
+    notifications.escalation_opened(escalation)
     events.publish(DASHBOARD, {"type": "dashboard.changed", "coordination": coordination.pk})
     return escalation
 
@@ -229,6 +231,7 @@ def _finalise(
     if request is not None and request.requester_id != escalation.agent_id:
         deliver(stored, request.requester, events)
     escalation.refresh_from_db()
+    notifications.escalation_decided(escalation)
     return DecisionResult(escalation, decided=True, message=f"{status.label.capitalize()}.")
 
 
@@ -272,6 +275,7 @@ def expire(escalation: Escalation, events: Events) -> bool:
             # The agent learns its question now waits for the admins; their decision (or the
             # tier-2 default) follows as usual.
             deliver(stored, escalation.agent, events)
+            notifications.escalation_moved(escalation)
             return True
         claimed = Escalation.objects.filter(
             pk=escalation.pk, status=EscalationStatus.PENDING, deadline=escalation.deadline
@@ -336,6 +340,7 @@ def handoff(coordination_pk: int, by_user, to_user, events: Events, note: str = 
 
         for agent in agents_in(coordination):
             deliver(stored, agent, events)
+        notifications.coordination_taken_over(coordination, by_user, to_user, note)
     return coordination
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from coordination import notifications
 from coordination.events import DASHBOARD, Events
 from coordination.models import LTPDASH, Agent, Coordination, Presence
 from coordination.schemas import emitted
@@ -95,6 +96,7 @@ def change_presence(
         if not claimed:
             return False
         agent.presence, agent.presence_changed_at = new, now
+        notifications.presence_changed(agent, old, new, reason)
         events.publish(DASHBOARD, {"type": "dashboard.changed", "agent": agent.pk})
         coordination_pk = (
             Agent.objects.filter(pk=agent.pk)

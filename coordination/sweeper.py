@@ -18,7 +18,7 @@ from collections.abc import Callable
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
-from coordination import decisions, presence, routing
+from coordination import decisions, notify_send, presence, routing
 from coordination.events import Events
 from coordination.models import (
     Agent,
@@ -46,6 +46,7 @@ def sweep(now=None) -> list[str]:
             *silence_agents(now, events),
             *time_out_requests(now, events),
             *expire_escalations(now, events),
+            *notify_send.run_pass(),
         ]
     finally:
         events.flush_sync()

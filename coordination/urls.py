@@ -9,4 +9,5 @@ urlpatterns = [
     path("conformance/verify", api.conformance_verify, name="conformance-verify"),
     path("", include("coordination.views.console_urls")),
     path("", include("coordination.views.routing_urls")),
+    path("", include("coordination.views.notification_urls")),
 ]

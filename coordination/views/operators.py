@@ -24,6 +24,8 @@ class OperatorForm(forms.Form):
         error_messages={"invalid": "Letters, digits and @ . + - _ only."},
     )
     role = forms.ChoiceField(choices=ROLE_CHOICES[:-1])
+    # Where escalations are emailed (LTPDASH_EMAIL_HOST); operators can change it themselves.
+    email = forms.EmailField(required=False)
 
 
 class RoleForm(forms.Form):
@@ -65,7 +67,7 @@ def operator_create(request: HttpRequest) -> HttpResponse:
     try:
         with transaction.atomic():
             user = get_user_model().objects.create_user(
-                form.cleaned_data["username"], password=password
+                form.cleaned_data["username"], email=form.cleaned_data["email"], password=password
             )
             grant(user, form.cleaned_data["role"])
     except IntegrityError:

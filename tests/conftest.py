@@ -95,8 +95,10 @@ class Daphne:
         return self.log.read_text(errors="replace")
 
 
-def start_daphne(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Daphne:
-    port = free_port()
+def start_daphne(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, port: int | None = None
+) -> Daphne:
+    port = port or free_port()
     env = {
         **os.environ,
         **_database_env(),

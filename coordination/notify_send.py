@@ -79,12 +79,12 @@ def remind(now) -> list[str]:
 
 
 def send_due(now=None, budget: float | None = None) -> list[str]:
-    """Send the due rows, oldest first. Returns a line per row sent or failed."""
+    """Send the due rows in the order they were owed. Returns a line per row sent or failed."""
     now = now or timezone.now()
     started = time.monotonic()
     due = Notification.objects.filter(
         status=NotificationStatus.PENDING, next_attempt_at__lte=now
-    ).order_by("next_attempt_at", "pk")[:BATCH]
+    ).order_by("pk")[:BATCH]
     down: set[tuple[str, str]] = set()  # receivers that failed in this pass: try next pass
     lines = []
     for row in due:

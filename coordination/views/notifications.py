@@ -32,8 +32,8 @@ def notification_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "status": status,
             "statuses": NotificationStatus.choices,
-            "pending": Notification.objects.filter(status=NotificationStatus.PENDING).count(),
-            "failed": Notification.objects.filter(status=NotificationStatus.FAILED).count(),
+            "pending_count": Notification.objects.filter(status=NotificationStatus.PENDING).count(),
+            "failed_count": Notification.objects.filter(status=NotificationStatus.FAILED).count(),
             "nav": "notifications",
         },
     )

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
@@ -135,7 +136,11 @@ def escalation_moved(escalation: Escalation) -> None:
     _escalation_event(MOVED, escalation)
 
 
-def coordination_taken_over(coordination: Coordination, by_user, to_user, note: str = "") -> None:
+def coordination_taken_over(
+    coordination: Coordination, by_user: AbstractBaseUser, to_user: AbstractBaseUser, note: str = ""
+) -> None:
+    if not enabled():
+        return
     body = {
         "coordination": _coordination(coordination),
         "by": by_user.get_username(),
@@ -147,7 +152,7 @@ def coordination_taken_over(coordination: Coordination, by_user, to_user, note: 
 
 def presence_changed(agent: Agent, old: str, new: str, reason: str) -> None:
     """Only silence is news outside the console: a connected agent stopped answering."""
-    if new != "silent":
+    if new != "silent" or not enabled():
         return
     # Asked of the database: a connection's Agent object was loaded when it connected.
     coordination = Coordination.objects.filter(
@@ -164,7 +169,7 @@ def presence_changed(agent: Agent, old: str, new: str, reason: str) -> None:
 # --- what is written -------------------------------------------------------------------------
 
 
-def _escalation_event(event: str, escalation: Escalation, deadline=None) -> int:
+def _escalation_event(event: str, escalation: Escalation, deadline: datetime | None = None) -> int:
     if not enabled():
         return 0
     escalation = Escalation.objects.select_related(
@@ -182,7 +187,14 @@ def _escalation_event(event: str, escalation: Escalation, deadline=None) -> int:
     return _owe(event, body, escalation=escalation, deadline=deadline, emails=emails)
 
 
-def _owe(event: str, body: dict, *, escalation=None, deadline=None, emails=()) -> int:
+def _owe(
+    event: str,
+    body: dict,
+    *,
+    escalation: Escalation | None = None,
+    deadline: datetime | None = None,
+    emails: list[tuple[str, dict]] | None = None,
+) -> int:
     if not enabled():
         return 0
     event_id = uuid.uuid4()
@@ -202,7 +214,7 @@ def _owe(event: str, body: dict, *, escalation=None, deadline=None, emails=()) -
         )
     rows += [
         Notification(channel=Channel.EMAIL, recipient=address, payload=message)
-        for address, message in emails
+        for address, message in emails or []
     ]
     for row in rows:
         row.event, row.event_id, row.escalation, row.deadline = (
@@ -229,7 +241,7 @@ def deciders_to_email(tier: int) -> list[str]:
     return sorted({user.email for user in users})
 
 
-def link(name: str, *args) -> str:
+def link(name: str, *args: object) -> str:
     try:
         return settings.BASE_URL + reverse(name, args=args)
     except NoReverseMatch:
@@ -290,7 +302,7 @@ def _agent(e: Escalation) -> dict:
     }
 
 
-def _arguments(e: Escalation):
+def _arguments(e: Escalation) -> object:
     """The action's arguments: the request's `args`, or an escalating branch's proposal."""
     if e.route_request is not None:
         payload = e.route_request.frame.payload
@@ -306,7 +318,7 @@ def _arguments(e: Escalation):
     return None
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
@@ -348,7 +360,7 @@ def _email(event: str, e: Escalation, body: dict) -> dict:
     return {"subject": subject, "text": "\n".join(lines) + "\n"}
 
 
-def _slack_escape(value) -> str:
+def _slack_escape(value: object) -> str:
     return _text(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -38,7 +38,7 @@ LEASE = timedelta(seconds=60)
 USER_AGENT = "ltpdash-notify/0.1"
 
 
-def run_pass(now=None, budget: float | None = 5.0) -> list[str]:
+def run_pass(now: datetime | None = None, budget: float | None = 5.0) -> list[str]:
     """Owe due reminders, then send due notifications for at most `budget` seconds (so a
     slow receiver never holds up the sweeper's own deadlines for long)."""
     if not notifications.enabled() and not _pending_exists():
@@ -51,7 +51,7 @@ def _pending_exists() -> bool:
     return Notification.objects.filter(status=NotificationStatus.PENDING).exists()
 
 
-def remind(now) -> list[str]:
+def remind(now: datetime) -> list[str]:
     """A reminder for each undecided escalation whose deadline is within REMIND_BEFORE."""
     if not notifications.enabled() or not settings.ESCALATION_REMIND_BEFORE:
         return []
@@ -78,7 +78,7 @@ def remind(now) -> list[str]:
     return lines
 
 
-def send_due(now=None, budget: float | None = None) -> list[str]:
+def send_due(now: datetime | None = None, budget: float | None = None) -> list[str]:
     """Send the due rows in the order they were owed. Returns a line per row sent or failed."""
     now = now or timezone.now()
     started = time.monotonic()
@@ -113,7 +113,7 @@ def _waits_for_earlier(row: Notification) -> bool:
     ).exists()
 
 
-def _claim(row: Notification, now) -> bool:
+def _claim(row: Notification, now: datetime) -> bool:
     claimed = Notification.objects.filter(
         pk=row.pk, status=NotificationStatus.PENDING, next_attempt_at=row.next_attempt_at
     ).update(next_attempt_at=now + LEASE, attempts=F("attempts") + 1)

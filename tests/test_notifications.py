@@ -4,10 +4,12 @@ loopback (aiosmtpd, an HTTP server in a thread)."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -233,3 +235,13 @@ def test_slack_gets_a_readable_message_for_opened_and_decided(operators, agents)
     assert f"/escalations/{escalation.pk}/|Open escalation" in texts[0]
     assert "approved by alice" in texts[1] and "fine &lt;b&gt;" in texts[1]
     assert "X-Ltpdash-Signature" not in slack.requests[0].headers
+
+
+def test_notify_command_sends_what_is_owed(agents):
+    with HttpReceiver() as receiver:
+        with override_settings(WEBHOOK_URLS=[receiver.url], WEBHOOK_SECRET=SECRET):
+            seed(agents)
+            out = io.StringIO()
+            call_command("notify", "--once", stdout=out)
+        assert "sent" in out.getvalue()
+        assert [e["event"] for e in receiver.events()] == ["escalation.opened"]

@@ -1,4 +1,5 @@
-"""The coordination app. Its models live in models.py plus audit_models.py (see import_models)."""
+"""The coordination app. Its models live in models.py, audit_models.py and notifications.py
+(see import_models)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ class CoordinationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def import_models(self) -> None:
-        # models.py is at its size limit; the review/audit models (the cached integrity
-        # verdict, the provenance of imported traces) sit in their own module and are
-        # registered in the same phase as models.py, so migrations and the ORM see them.
+        # Models that live beside the code that owns them (the review's cached integrity
+        # verdict and imported traces; notifications and their preferences) are registered
+        # in the same phase as models.py, so migrations and the ORM see them.
         super().import_models()
         import_module("coordination.audit_models")
+        import_module("coordination.notifications")

@@ -19,7 +19,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from coordination import events, outbox, routing
+from coordination import events, notifications, outbox, routing
 from coordination.actions import action_key, keys
 from coordination.models import (
     HUMAN_PREFIX,
@@ -133,6 +133,7 @@ def open_escalation(
         deadline=coordination.escalation_deadline(),
         held_frame=held_frame,
     )
+    notifications.escalation_opened(escalation)
     events.dashboard_changed(coordination.pk)
     return escalation
 
@@ -325,6 +326,7 @@ def _finalise(
     escalation.refresh_from_db()
     if status == EscalationStatus.APPROVED:
         _release_held(escalation)
+    notifications.escalation_decided(escalation)
     return DecisionResult(escalation, decided=True, message=f"{status.label.capitalize()}.")
 
 
@@ -369,6 +371,7 @@ def _move_to_tier2(escalation: Escalation, waited: int) -> bool:
         to=[escalation.agent],
         addressee=escalation.agent.name,
     )
+    notifications.escalation_moved(escalation)
     return True
 
 
@@ -433,6 +436,7 @@ def handoff(coordination_pk: int, by_user: User, to_user: User, note: str = "") 
         coordination.save(update_fields=["owner", "latest_snapshot"])
         act = Act.TOOK_OVER if by_user == to_user else Act.HANDED_OFF
         OperatorAct.record(by_user, act, coordination.key, coordination=coordination, to=to)
+        notifications.coordination_taken_over(coordination, by_user, to_user, note)
     return coordination
 
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from coordination import events, outbox
+from coordination import events, notifications, outbox
 from coordination.models import Agent, Coordination, Presence
 
 # Refreshing last_seen on every frame would add a write per frame; this is fine enough for
@@ -92,6 +92,7 @@ def change_presence(agent: Agent, old: str, new: str, reason: str, **only_if: An
         if not claimed:
             return False
         agent.presence, agent.presence_changed_at = new, now
+        notifications.presence_changed(agent, old, new, reason)
         events.dashboard_changed()
         coordination_pk = (
             Agent.objects.filter(pk=agent.pk)

@@ -19,7 +19,7 @@ from datetime import datetime
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
-from coordination import decisions, events, presence
+from coordination import decisions, events, notify_send, presence
 from coordination.models import (
     Agent,
     Coordination,
@@ -41,7 +41,12 @@ def sweep(now: datetime | None = None) -> list[str]:
     Each change commits on its own; their events are published together at the end."""
     now = now or timezone.now()
     with events.collecting():
-        return [*silence_agents(now), *time_out_requests(now), *expire_escalations(now)]
+        return [
+            *silence_agents(now),
+            *time_out_requests(now),
+            *expire_escalations(now),
+            *notify_send.run_pass(),
+        ]
 
 
 def silence_agents(now: datetime) -> list[str]:

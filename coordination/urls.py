@@ -5,7 +5,16 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from coordination import api
-from coordination.views import agents, escalations, handoff, operators, pages, review, routing
+from coordination.views import (
+    agents,
+    escalations,
+    handoff,
+    notifications,
+    operators,
+    pages,
+    review,
+    routing,
+)
 
 urlpatterns = [
     path("api/v1/frames", api.frames, name="api-frames"),
@@ -53,4 +62,7 @@ urlpatterns = [
         name="coordination-review-report",
     ),
     path("coordinations/<str:key>/reverify/", review.reverify, name="coordination-reverify"),
+    path("escalations/<int:pk>/", escalations.escalation_detail, name="escalation-detail"),
+    path("notifications/", notifications.notification_list, name="notification-list"),
+    path("me/notifications/", notifications.my_notifications, name="my-notifications"),
 ]

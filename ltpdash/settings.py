@@ -236,3 +236,34 @@ OUTBOX_CHECK_SECONDS = env_int("LTPDASH_OUTBOX_CHECK_MS", 2000, minimum=10) / 10
 # A cached integrity verdict older than this is recomputed over the whole chain on the next
 # page view (a stored frame altered in place does not move the chain head).
 INTEGRITY_MAX_AGE = env_int("LTPDASH_INTEGRITY_MAX_AGE", 300, minimum=0)
+
+# --- Reaching people outside the console (coordination/notifications.py) --------------------
+# Links in emails, webhooks and Slack messages point here.
+BASE_URL = env_str("LTPDASH_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Unset host = no email at all.
+EMAIL_HOST = env_str("LTPDASH_EMAIL_HOST", "")
+EMAIL_PORT = env_int("LTPDASH_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("LTPDASH_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("LTPDASH_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("LTPDASH_EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("LTPDASH_EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("LTPDASH_EMAIL_FROM", "ltpdash@localhost")
+WEBHOOK_URLS = env_list("LTPDASH_WEBHOOK_URLS", "")
+WEBHOOK_SECRET = env_str("LTPDASH_WEBHOOK_SECRET", "")
+if WEBHOOK_URLS and not WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "LTPDASH_WEBHOOK_URLS is set but LTPDASH_WEBHOOK_SECRET is not: receivers could not "
+        "tell ltpdash's requests from anyone else's."
+    )
+SLACK_WEBHOOK_URL = env_str("LTPDASH_SLACK_WEBHOOK_URL", "")
+for _url in [*WEBHOOK_URLS, SLACK_WEBHOOK_URL]:
+    if _url and not _url.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"webhook URLs must be http:// or https://, not {_url!r}")
+ESCALATION_REMIND_BEFORE = env_int("LTPDASH_ESCALATION_REMIND_BEFORE", 120, minimum=0)
+# Retries: the n-th failed attempt waits BACKOFF * 2**(n-1), at most NOTIFY_MAX_WAIT, and a
+# notification is given up after NOTIFY_MAX_ATTEMPTS attempts (defaults: about 23 minutes).
+NOTIFY_BACKOFF = float(env_int("LTPDASH_NOTIFY_BACKOFF_MS", 2000, minimum=10)) / 1000
+NOTIFY_MAX_WAIT = 300.0
+NOTIFY_MAX_ATTEMPTS = env_int("LTPDASH_NOTIFY_MAX_ATTEMPTS", 12, minimum=1)
+NOTIFY_TIMEOUT = 5.0

@@ -37,6 +37,9 @@ ENDPOINTS = [
     ("trace", "get", "coordination-trace", WATCH, {}),
     ("agents", "get", "agent-list", MANAGE_AGENTS, {}),
     ("operators", "get", "operator-list", MANAGE_OPERATORS, {}),
+    ("escalation", "get", "escalation-detail", WATCH, {}),
+    ("notifications", "get", "notification-list", MANAGE_OPERATORS, {}),
+    ("my notifications", "get", "my-notifications", WATCH, {}),
     # fragments (htmx)
     ("timeline page", "get", "coordination-timeline", WATCH, {"htmx": True, "query": "?before=2"}),
     # actions
@@ -53,6 +56,7 @@ ENDPOINTS = [
         {"data": {"username": "newop", "role": "viewer"}},
     ),
     ("set role", "post", "operator-role", MANAGE_OPERATORS, {"data": {"role": "admin"}}),
+    ("my email", "post", "my-notifications", WATCH, {"data": {"email": "me@example.test"}}),
 ]
 
 
@@ -64,11 +68,13 @@ def _url(url_name: str, escalation: Escalation, agent: Agent) -> str:
         "agent-create",
         "operator-list",
         "operator-create",
+        "notification-list",
+        "my-notifications",
     }:
         return reverse(url_name)
     if url_name == "operator-role":
         return reverse(url_name, args=[User.objects.get(username=NO_ROLE).pk])
-    if url_name == "escalation-decide":
+    if url_name in {"escalation-decide", "escalation-detail"}:
         return reverse(url_name, args=[escalation.pk])
     if url_name == "agent-rotate":
         return reverse(url_name, args=[agent.pk])
@@ -82,7 +88,7 @@ def _state():
         list(Escalation.objects.values_list("status", flat=True)),
         Coordination.objects.get(key=KEY).owner_id,
         sorted(Agent.objects.values_list("name", "token_hash")),
-        sorted(User.objects.values_list("username", "groups__name")),
+        sorted(User.objects.values_list("username", "groups__name", "email")),
     )
 
 

@@ -107,3 +107,20 @@ def decide(request: ConsoleRequest, pk: int) -> HttpResponse:
             "next": request.POST.get("next", ""),
         },
     )
+
+
+@require_GET
+@require_perm("watch")
+def escalation_detail(request: ConsoleRequest, pk: int) -> HttpResponse:
+    """One escalation on a page of its own: what emails and webhooks link to."""
+    escalation = get_object_or_404(present.escalations_with_context(), pk=pk)
+    return render(
+        request,
+        "coordination/escalation_detail.html",
+        {
+            "card": present.EscalationCard(escalation),
+            "can_decide": request.user.has_perm("coordination.decide"),
+            "next": request.path,
+            "nav": "inbox",
+        },
+    )

@@ -33,6 +33,8 @@ class OperatorForm(forms.Form):
         error_messages={"invalid": "Letters, digits and @ . + - _ only."},
     )
     role = forms.ChoiceField(choices=ROLE_CHOICES[:-1])
+    # Where escalations are emailed (LTPDASH_EMAIL_HOST); operators can change it themselves.
+    email = forms.EmailField(required=False, help_text="Escalations are emailed here.")
 
 
 class RoleForm(forms.Form):
@@ -85,7 +87,7 @@ def operator_create(request: ConsoleRequest) -> HttpResponse:
     try:
         with transaction.atomic():
             user = get_user_model().objects.create_user(
-                form.cleaned_data["username"], password=password
+                form.cleaned_data["username"], email=form.cleaned_data["email"], password=password
             )
             grant(user, form.cleaned_data["role"])
             OperatorAct.record(

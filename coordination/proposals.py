@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordination.models import Escalation, Frame, RouteRequest
+from coordination.schemas import RouteRequestView, RouteResponseView
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,6 @@ class Proposal:
 
 
 NONE = Proposal("", None)
-
-
-def _branch(frame: Frame, index: int) -> dict[str, Any]:
-    branches = frame.payload.get("branches")
-    if isinstance(branches, dict):  # the keyed dialect (primary / recover / explore)
-        branches = list(branches.values())
-    if not isinstance(branches, list) or not 0 <= index < len(branches):
-        return {}
-    branch = branches[index]
-    return branch if isinstance(branch, dict) else {}
 
 
 def _read(source: dict[str, Any]) -> Proposal:
@@ -51,10 +42,16 @@ def proposal_for(frame: Frame, branch_index: int, request: RouteRequest | None) 
     """What the agent says it will do if approved: the escalating branch's `proposal`, else
     the `action` / `args` of the request that escalated."""
     if branch_index >= 0:
-        proposal = _branch(frame, branch_index).get("proposal")
+        view = frame.view
+        branches = view.branches if isinstance(view, RouteRequestView | RouteResponseView) else []
+        if not 0 <= branch_index < len(branches):
+            return NONE
+        proposal = (branches[branch_index].model_extra or {}).get("proposal")
         return _read(proposal) if isinstance(proposal, dict) else NONE
     if request is not None:
-        return _read(request.frame.payload)
+        asked = request.frame.view
+        if isinstance(asked, RouteRequestView):
+            return Proposal((asked.action or "")[:200], asked.args)
     return NONE
 
 

@@ -296,6 +296,8 @@ class RouteRequestView(PayloadView):
     action: Text = None
     targetState: Text = None
     coordination_id: Text = None
+    # The call it wants to make, as `ltpdash_client.Gate` sends it (shown as the proposal).
+    args: dict[str, Any] | None = None
     # A request may offer branches too; one naming a critical action makes it one.
     branches: Annotated[list[Branch], BeforeValidator(_branches)] = []
 

@@ -302,6 +302,20 @@ def _finalise(
     branch: dict[str, Any] = {"action": verdict, "reason": note, "decided_by": name, **args}
     if len(approvers) > 1:
         branch["approvers"] = approvers
+    stored = _tell_decision(escalation, branch, instructions, user)
+    Escalation.objects.filter(pk=escalation.pk).update(decision_frame=stored)
+    escalation.refresh_from_db()
+    if status == EscalationStatus.APPROVED:
+        _release_held(escalation)
+    notifications.escalation_decided(escalation)
+    return DecisionResult(escalation, decided=True, message=f"{status.label.capitalize()}.")
+
+
+def _tell_decision(
+    escalation: Escalation, branch: dict[str, Any], instructions: str, user: User | None
+) -> Frame:
+    """The decision as a frame in the chain (from `human:<user>`, or ltpdash for a default),
+    owed to the agent that escalated and to the requester whose request it settles."""
     payload: dict[str, Any] = {
         "in_reply_to": escalation.in_reply_to,
         "branches": [branch],
@@ -313,21 +327,15 @@ def _finalise(
     request = escalation.route_request
     if request is not None and request.requester_id != escalation.agent_id:
         recipients.append(request.requester)
-    stored = outbox.emit(
+    return outbox.emit(
         Coordination.locked(escalation.coordination_id),
         "route_response",
         payload,
         to=recipients,
-        sender=HUMAN_PREFIX + name if user is not None else LTPDASH,
+        sender=HUMAN_PREFIX + user.get_username() if user is not None else LTPDASH,
         frame_id=f"decision-{escalation.pk}",
         addressee=escalation.agent.name,
     )
-    Escalation.objects.filter(pk=escalation.pk).update(decision_frame=stored)
-    escalation.refresh_from_db()
-    if status == EscalationStatus.APPROVED:
-        _release_held(escalation)
-    notifications.escalation_decided(escalation)
-    return DecisionResult(escalation, decided=True, message=f"{status.label.capitalize()}.")
 
 
 def expire(escalation: Escalation) -> bool:

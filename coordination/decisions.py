@@ -377,3 +377,21 @@ def handoff(coordination_pk: int, by_user: User, to_user: User, note: str = "") 
         coordination.latest_snapshot = stored
         coordination.save(update_fields=["owner", "latest_snapshot"])
     return coordination
+
+
+# --- notes ----------------------------------------------------------------------------------------
+
+NOTE = "note"
+
+
+def note(coordination_pk: int, user: User, text: str) -> Frame:
+    """A human's note on the timeline: a frame in the chain from `human:<user>` that decides
+    nothing and is owed to no agent (a type of ltpdash's own, which agents ignore)."""
+    with transaction.atomic():
+        coordination = Coordination.locked(coordination_pk)
+        return outbox.emit(
+            coordination,
+            NOTE,
+            {"coordination_id": coordination.key, "text": text},
+            sender=HUMAN_PREFIX + user.get_username(),
+        )

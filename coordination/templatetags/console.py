@@ -33,6 +33,35 @@ def when(moment: datetime | None) -> str:
 
 
 @register.simple_tag
+def clock(moment: datetime | None) -> str:
+    """An absolute time with its zone ("14:02:11 UTC"); console.js shows it in the browser's
+    time zone and puts the relative time in the tooltip."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return format_html(
+        '<time class="clock" datetime="{}" title="{}">{}</time>',
+        moment.isoformat(),
+        naturaltime(moment),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    )
+
+
+@register.simple_tag
+def countdown(deadline: datetime | None) -> str:
+    """Time left until `deadline`; console.js ticks it every second and marks it urgent in
+    the last two minutes."""
+    if deadline is None:
+        return "—"
+    left = max(int((deadline - timezone.now()).total_seconds()), 0)
+    return format_html(
+        '<time class="countdown" datetime="{}">{} left</time>',
+        deadline.isoformat(),
+        f"{left // 60}:{left % 60:02d}",
+    )
+
+
+@register.simple_tag
 def operator_role(user: User | AnonymousUser) -> str:
     if not isinstance(user, User):
         return ""

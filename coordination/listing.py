@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db.models import Min, Q, QuerySet
 
@@ -58,7 +58,7 @@ class ListQuery:
         return urlencode({k: v for k, v in values.items() if v and v != defaults.get(k)})
 
 
-def _needs(user: AbstractBaseUser | AnonymousUser) -> Q:
+def _needs(user: User) -> Q:
     """What waits for `user`: escalations they may decide, coordinations they own."""
     if user.has_perm("coordination.decide_tier2"):
         decidable = Q(escalations__status=EscalationStatus.PENDING)
@@ -69,9 +69,7 @@ def _needs(user: AbstractBaseUser | AnonymousUser) -> Q:
     return decidable | Q(owner_id=user.pk, status=CoordinationStatus.OPEN)
 
 
-def coordinations(
-    query: ListQuery, user: AbstractBaseUser | AnonymousUser
-) -> QuerySet[Coordination]:
+def coordinations(query: ListQuery, user: User) -> QuerySet[Coordination]:
     found = Coordination.objects.select_related("owner").annotate(
         nearest=Min("escalations__deadline", filter=Q(escalations__status=EscalationStatus.PENDING))
     )
@@ -113,7 +111,7 @@ def _silent(pks: list[int]) -> dict[int, set[str]]:
     return found
 
 
-def list_context(query: ListQuery, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
+def list_context(query: ListQuery, user: User) -> dict[str, Any]:
     page = Paginator(coordinations(query, user), LIST_PAGE).get_page(query.page)
     items = list(page.object_list)
     silent = _silent([c.pk for c in items])

@@ -109,7 +109,7 @@ class LivePage:
     def people_blocks(self) -> list[str]:
         """Who else looks at each card, who is on it: a block of its own per card, so the
         card's form (and what the operator typed) is not re-sent when someone arrives."""
-        parts = []
+        parts: list[str] = []
         for pk, people in attention.people(list(self.cards)).items():
             html = render_to_string(
                 "coordination/escalation_card.html#people",

@@ -201,7 +201,8 @@ def test_two_approvers_at_once_the_loser_keeps_their_text_and_sees_who_decided(
 
         for name in losers:
             state = pages[name].locator(f"{card}-state")
-            expect(state).to_contain_text(f"{decided.get_status_display().capitalize()} by {winner}")
+            verdict = decided.get_status_display().capitalize()
+            expect(state).to_contain_text(f"{verdict} by {winner}")
             expect(state).to_contain_text("not sent")
             values = state.locator("textarea").evaluate_all("els => els.map(e => e.value)")
             assert notes[name] in values, (name, values)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.db.models import Min, Q, QuerySet
+from django.db.models import F, Min, Q, QuerySet
 
 from coordination.models import (
     Agent,
@@ -82,9 +82,7 @@ def coordinations(query: ListQuery, user: User) -> QuerySet[Coordination]:
     if query.q:
         found = found.filter(Q(key__icontains=query.q) | Q(state__icontains=query.q))
     if query.sort == "deadline":
-        return found.order_by(
-            Min("escalations__deadline").asc(nulls_last=True), "-last_activity", "pk"
-        )
+        return found.order_by(F("nearest").asc(nulls_last=True), "-last_activity", "pk")
     if query.sort == "key":
         return found.order_by("key", "pk")
     return found.order_by("-last_activity", "pk")
@@ -98,8 +96,8 @@ class ListRow:
 
 
 def _silent(pks: list[int]) -> dict[int, set[str]]:
-    """Agents of each coordination that are silent or offline now."""
-    quiet = Agent.objects.filter(presence__in=[Presence.SILENT, Presence.OFFLINE])
+    """Agents of each coordination that are connected but silent now."""
+    quiet = Agent.objects.filter(presence=Presence.SILENT)
     found: dict[int, set[str]] = {pk: set() for pk in pks}
     for pk, name in (
         Frame.objects.filter(coordination_id__in=pks, agent__in=quiet)

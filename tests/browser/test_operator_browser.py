@@ -97,6 +97,42 @@ def test_an_escalation_arriving_changes_the_tab_title_within_a_second(
     assert browser_page.errors == []
 
 
+# Records what the page asks the browser's Notification API to show (the API itself shows
+# nothing in a headless browser); permission is granted to the context for real.
+RECORD_NOTIFICATIONS = """
+window.__notified = [];
+const Real = window.Notification;
+window.Notification = function (title, options) {
+  window.__notified.push(options.body); return new Real(title, options);
+};
+window.Notification.permission = 'granted';
+window.Notification.requestPermission = Real.requestPermission.bind(Real);
+"""
+
+
+def test_desktop_notification_is_off_by_default_and_on_when_the_operator_asks(
+    live, agents, operators, browser
+):
+    with opened(browser, live, "alice", permissions=["notifications"]) as alice:
+        alice.context.add_init_script(RECORD_NOTIFICATIONS)
+        page = alice.goto("/escalations/")
+        alice.wait_live()
+        escalate(live, agents, "esc-1")
+        expect(page).to_have_title("(1) Escalations · ltpdash", timeout=1000)
+        assert page.evaluate("window.__notified") == []  # off by default
+
+        page.get_by_role("button", name="Shortcuts & alerts").click()
+        page.get_by_label("Desktop notification").check()
+        page.get_by_role("button", name="Close").click()
+        page.reload()  # the choice is kept (per operator, in this browser)
+        alice.wait_live()
+        expect(page.get_by_label("Desktop notification")).to_be_checked()
+        escalate(live, agents, "esc-2")
+        expect(page).to_have_title("(2) Escalations · ltpdash", timeout=1000)
+        page.wait_for_function("() => window.__notified.length === 1")
+        assert page.evaluate("window.__notified") == ["2 escalations waiting for a decision"]
+
+
 def test_the_pending_decision_is_in_the_first_screen_even_with_a_large_snapshot(
     live, agents, operators, browser
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -114,3 +115,19 @@ def test_favicon_ico_does_not_404(live):
     with urllib.request.urlopen(live.http + "/favicon.ico", timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("image/svg")
+
+
+def test_a_decision_row_shows_its_instructions(agents, operators):
+    escalation = seed(agents)
+    decisions.decide(
+        escalation.pk, operators["alice"], "approve", "go", instructions="read-only replica"
+    )
+    escalation.refresh_from_db()
+    row = TimelineRow(escalation.decision_frame)
+    assert "approve: go by alice" in row.summary
+    assert "instructions: read-only replica" in row.summary
+
+
+def test_the_guardrail_mark_is_drawn_not_a_glyph_fonts_may_lack():
+    css = (Path(__file__).resolve().parent.parent / "static/ltpdash/console.css").read_text()
+    assert "⛨" not in css

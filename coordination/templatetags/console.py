@@ -34,16 +34,15 @@ def when(moment: datetime | None) -> str:
 
 @register.simple_tag
 def clock(moment: datetime | None) -> str:
-    """An absolute time with its zone ("14:02:11 UTC"); console.js shows it in the browser's
-    time zone and puts the relative time in the tooltip."""
+    """An absolute time with its zone ("2026-11-26 14:02:11 UTC"); console.js shows it in the
+    browser's time zone and puts the relative time in the tooltip."""
     if moment is None:
         return "—"
-    local = timezone.localtime(moment)
+    # The server's text must not change by itself (a live page compares what it renders
+    # with what it sent): the relative time in the tooltip is console.js's job.
+    text = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
     return format_html(
-        '<time class="clock" datetime="{}" title="{}">{}</time>',
-        moment.isoformat(),
-        naturaltime(moment),
-        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        '<time class="clock" datetime="{}" title="{}">{}</time>', moment.isoformat(), text, text
     )
 
 

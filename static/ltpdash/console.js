@@ -98,7 +98,13 @@
     return block;
   }
 
+  var refocus = null;
+
   function carry(oldState, newState) {
+    var active = document.activeElement;
+    if (active && active.id && oldState.contains(active) && active !== oldState) {
+      refocus = { id: active.id, start: active.selectionStart, end: active.selectionEnd };
+    }
     if (newState.getAttribute("data-status") === "pending") {
       oldState.querySelectorAll("textarea").forEach(function (area) {
         var twin = newState.querySelector("#" + CSS.escape(area.id));
@@ -151,6 +157,15 @@
         document.getElementById("decided-section").hidden = false;
       }
     });
+    if (refocus) {
+      // The operator was typing in a block a live update replaced: put the cursor back.
+      var again = document.getElementById(refocus.id);
+      if (again && !again.readOnly) {
+        again.focus();
+        if (refocus.start != null && again.setSelectionRange) again.setSelectionRange(refocus.start, refocus.end);
+      }
+      refocus = null;
+    }
     var focusing = document.querySelector("[data-focus]");
     if (focusing) {
       var target = document.getElementById(focusing.getAttribute("data-focus"));

@@ -157,6 +157,8 @@
         document.getElementById("decided-section").hidden = false;
       }
     });
+    var skip = document.querySelector(".skip-decision");
+    if (skip) skip.hidden = !pendingCards().some(function (card) { return card.querySelector("button.approve"); });
     if (refocus) {
       // The operator was typing in a block a live update replaced: put the cursor back.
       var again = document.getElementById(refocus.id);
@@ -294,7 +296,12 @@
   });
 
   document.addEventListener("click", function (event) {
-    if (event.target.closest && event.target.closest(".help-open")) openHelp();
+    if (!event.target.closest) return;
+    if (event.target.closest(".help-open")) openHelp();
+    if (event.target.closest(".skip-decision")) {
+      var first = pendingCards().map(function (card) { return card.querySelector("button.approve"); }).filter(Boolean)[0];
+      if (first) { event.preventDefault(); first.focus(); first.scrollIntoView({ block: "nearest" }); }
+    }
   });
 
   // --- wiring -----------------------------------------------------------------------------------

@@ -25,9 +25,18 @@ from coordination import events, outbox, presence
 from coordination.canonical import parse_json
 from coordination.events import DASHBOARD, agent_group, coordination_group
 from coordination.ingest import ingest
-from coordination.live import CoordinationPage, DashboardPage, InboxPage, LivePage, parse_shown
-from coordination.models import Agent, Coordination
+from coordination.listing import ListQuery
+from coordination.live import (
+    CoordinationPage,
+    DashboardPage,
+    EscalationPage,
+    InboxPage,
+    LivePage,
+    parse_shown,
+)
+from coordination.models import Agent, Coordination, Escalation
 from coordination.schemas import error_frame
+from coordination.timeline import Filter
 from coordination.watch import AgentSocket, ViewerSocket, unwatch, watch
 
 # Close codes (documented in the README).
@@ -287,7 +296,7 @@ class DashboardConsumer(LiveViewerConsumer):
     def open_page(self, user: User, query: dict[str, str]) -> LivePage | None:
         if not user.has_perm("coordination.watch"):
             return None
-        return DashboardPage(user, query.get("page"))
+        return DashboardPage(user, ListQuery.from_query(query))
 
 
 class InboxConsumer(LiveViewerConsumer):
@@ -317,7 +326,20 @@ class CoordinationViewerConsumer(LiveViewerConsumer):
         except ValueError:
             seq = coordination.head_seq
         self.groups_to_join = (coordination_group(coordination.pk),)
-        return CoordinationPage(user, coordination, seq, parse_shown(query.get("shown", "")))
+        shown = parse_shown(query.get("shown", ""))
+        return CoordinationPage(user, coordination, seq, shown, Filter.from_query(query))
+
+
+class EscalationViewerConsumer(LiveViewerConsumer):
+    """`/ws/ui/escalations/<pk>/?shown=…`: one escalation's page."""
+
+    groups_to_join = (DASHBOARD,)
+
+    def open_page(self, user: User, query: dict[str, str]) -> LivePage | None:
+        pk = self.scope["url_route"]["kwargs"]["pk"]
+        if not user.has_perm("coordination.watch") or not Escalation.objects.filter(pk=pk).exists():
+            return None
+        return EscalationPage(user, pk, parse_shown(query.get("shown", "")))
 
 
 # Browser routes (path, consumer), mounted by ltpdash/asgi.py behind the session and an
@@ -325,5 +347,6 @@ class CoordinationViewerConsumer(LiveViewerConsumer):
 BROWSER_ROUTES: list[tuple[str, type]] = [
     ("ws/ui/dashboard/", DashboardConsumer),
     ("ws/ui/escalations/", InboxConsumer),
+    ("ws/ui/escalations/<int:pk>/", EscalationViewerConsumer),
     ("ws/ui/coordinations/<int:pk>/", CoordinationViewerConsumer),
 ]

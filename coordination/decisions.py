@@ -465,3 +465,21 @@ def admit(coordination_pk: int, agent: Agent, by: User | None, by_name: str = ""
         )
         OperatorAct.record(by, Act.ADMITTED, agent.name, coordination=coordination, by=name)
     return True
+
+
+# --- notes ----------------------------------------------------------------------------------------
+
+NOTE = "note"
+
+
+def note(coordination_pk: int, user: User, text: str) -> Frame:
+    """A human's note on the timeline: a frame in the chain from `human:<user>` that decides
+    nothing and is owed to no agent (a type of ltpdash's own, which agents ignore)."""
+    with transaction.atomic():
+        coordination = Coordination.locked(coordination_pk)
+        return outbox.emit(
+            coordination,
+            NOTE,
+            {"coordination_id": coordination.key, "text": text},
+            sender=HUMAN_PREFIX + user.get_username(),
+        )

@@ -18,7 +18,7 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from coordination import present
+from coordination import attention, listing, present, timeline
 from coordination.models import (
     Agent,
     Approval,
@@ -72,7 +72,10 @@ class LivePage:
         """HTML to send (empty when nothing changed), and whether more is waiting."""
         # A few aggregate queries tell whether anything this page shows may have changed;
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
+        attention.looking(self.user, [pk for pk in self.cards])
         fingerprint = self.fingerprint()
+        if fingerprint is not None:
+            fingerprint = (*fingerprint, attention.fingerprint(list(self.cards)))
         if fingerprint is not None and fingerprint == self.last_fingerprint:
             return "", False
         # Read the operator afresh: a role taken away applies from this update on (the socket
@@ -100,6 +103,7 @@ class LivePage:
             elif self.cards[card.pk] != settled:
                 parts.append(state)
             self.cards[card.pk] = settled
+        parts.extend(self.people_blocks())
         if not more:
             self.last_fingerprint = fingerprint
         return "".join(parts), more
@@ -111,6 +115,27 @@ class LivePage:
     @property
     def can_take_over(self) -> bool:
         return self.user.has_perm("coordination.take_over")
+
+    def people_blocks(self) -> list[str]:
+        """Who else looks at each card, who is on it: a block of its own per card, so the
+        card's form (and what the operator typed) is not re-sent when someone arrives."""
+        parts: list[str] = []
+        for pk, people in attention.people(list(self.cards)).items():
+            html = render_to_string(
+                "coordination/escalation_card.html#people",
+                {
+                    "card_pk": pk,
+                    "people": attention.seen_by(people, self.user),
+                    "user": self.user,
+                    "can_decide": self.can_decide,
+                    "next": self.next_url(),
+                    "oob": True,
+                },
+            )
+            if self.blocks.get(f"people-{pk}") != html:
+                parts.append(html)
+                self.blocks[f"people-{pk}"] = html
+        return parts
 
     def news(self) -> tuple[list[str], bool]:
         return [], False
@@ -157,9 +182,15 @@ class CoordinationPage(LivePage):
     card_container = "escalation-list"
 
     def __init__(
-        self, user: User, coordination: Coordination, seq: int, shown: dict[int, str | None]
+        self,
+        user: User,
+        coordination: Coordination,
+        seq: int,
+        shown: dict[int, str | None],
+        only: timeline.Filter | None = None,
     ) -> None:
         super().__init__(user, shown)
+        self.only = only or timeline.Filter()
         self.coordination_pk = coordination.pk
         self.key = coordination.key
         self.seq = seq
@@ -182,20 +213,24 @@ class CoordinationPage(LivePage):
         )
 
     def news(self) -> tuple[list[str], bool]:
-        frames = present.frames_after(self.coordination_pk, self.seq, LIVE_BATCH)
+        seen = self.seq
+        frames, self.seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
+        more = self.seq - seen >= LIVE_BATCH
         if not frames:
-            return [], False
-        self.seq = frames[-1].seq or self.seq
-        rows = [present.TimelineRow(frame) for frame in reversed(frames)]
+            return [], more
+        rows = timeline.fold([present.TimelineRow(frame) for frame in reversed(frames)])
         html = render_to_string("coordination/coordination_detail.html#live-rows", {"rows": rows})
-        return [html], len(frames) == LIVE_BATCH
+        return [html], more
 
     def render_blocks(self) -> dict[str, str]:
         coordination = Coordination.objects.select_related("owner", "latest_snapshot").get(
             pk=self.coordination_pk
         )
+        snapshot = timeline.agents_snapshot(coordination)
         context = {
             "coordination": coordination,
+            "snapshot": snapshot,
+            "snapshot_fields": present.fields(snapshot),
             "agent_cards": present.agent_cards(coordination),
             "open_requests": present.open_requests(coordination),
             "can_take_over": self.can_take_over,
@@ -219,9 +254,9 @@ class CoordinationPage(LivePage):
 class DashboardPage(LivePage):
     """The coordination list (one page of it)."""
 
-    def __init__(self, user: User, page_number: str | None) -> None:
+    def __init__(self, user: User, query: listing.ListQuery) -> None:
         super().__init__(user, {})
-        self.page_number = page_number
+        self.query = query
 
     def fingerprint(self) -> tuple[Any, ...]:
         coordinations = Coordination.objects.aggregate(n=Count("pk"), at=Max("last_activity"))
@@ -232,7 +267,7 @@ class DashboardPage(LivePage):
         )
 
     def render_blocks(self) -> dict[str, str]:
-        context = {**present.list_context(self.page_number), "oob": True}
+        context = {**listing.list_context(self.query, self.user), "oob": True}
         table = render_to_string("coordination/coordination_list.html#coordination-table", context)
         return {"coordination-table": table} | super().render_blocks()
 
@@ -251,3 +286,22 @@ class InboxPage(LivePage):
 
     def next_url(self) -> str:
         return reverse("escalation-inbox")
+
+
+class EscalationPage(LivePage):
+    """One escalation's page: its card kept current."""
+
+    card_container = "escalation-one"
+
+    def __init__(self, user: User, escalation_pk: int, shown: dict[int, str | None]) -> None:
+        super().__init__(user, shown)
+        self.escalation_pk = escalation_pk
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        return _escalations_fingerprint(Escalation.objects.filter(pk=self.escalation_pk))
+
+    def escalation_cards(self) -> list[present.EscalationCard]:
+        return present.cards(present.escalations_with_context().filter(pk=self.escalation_pk))
+
+    def next_url(self) -> str:
+        return reverse("escalation-detail", args=[self.escalation_pk])

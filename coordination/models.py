@@ -647,3 +647,27 @@ class OperatorAct(models.Model):
             coordination=coordination,
             detail=detail,
         )
+
+
+class AttentionKind(models.TextChoices):
+    LOOKING = "looking", "looking"
+    ON_IT = "on_it", "on it"
+
+
+class Attention(models.Model):
+    """An operator looking at an escalation's card, or saying "I'm on it". Kept only while
+    fresh: a live page renews its LOOKING rows while its socket is open; ON_IT lasts a few
+    minutes unless said again. Expired rows are ignored, then deleted when next touched."""
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="attention")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    kind = models.CharField(max_length=10, choices=AttentionKind)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["escalation", "user", "kind"], name="attention_one_per_kind"
+            ),
+            one_of("kind", AttentionKind, "attention_kind_valid"),
+        ]

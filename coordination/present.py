@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 
-from coordination.decisions import agents_in
+from coordination.decisions import NOTE, agents_in
 from coordination.models import (
     Agent,
     Coordination,
@@ -77,6 +78,9 @@ def summary(frame: Frame) -> str:
             parts.append("result: " + ", ".join(f"{k}={as_text(v)}" for k, v in items))
         if view.in_reply_to:
             parts.append(f"in reply to {view.in_reply_to}")
+        instructions = frame.payload.get("instructions")
+        if instructions:
+            parts.append(f"instructions: {as_text(instructions)}")
     elif isinstance(view, FocusSnapshotView):
         parts = [v for v in (view.state, view.health) if v]
         parts.append(view.reason or (f"owner {view.owner}" if view.owner else ""))
@@ -85,6 +89,8 @@ def summary(frame: Frame) -> str:
         parts.append(view.reason or "")
     elif isinstance(view, HelloView):
         parts = [v for v in (view.role, view.message) if v]
+    elif frame.type == NOTE and isinstance(frame.payload.get("text"), str):
+        parts = ["note: " + frame.payload["text"]]
     if not any(parts) and frame.payload:
         parts = [as_text(frame.payload)]
     return _clip(" · ".join(p for p in parts if p))
@@ -249,6 +255,13 @@ class EscalationCard:
         return len(self.approvers)
 
     @property
+    def at_deadline(self) -> str:
+        """What happens when the deadline passes with no decision."""
+        if settings.ESCALATION_DEFAULT == "next_tier" and self.escalation.tier == 1:
+            return "moves to the admins"
+        return "rejects automatically"
+
+    @property
     def version(self) -> str:
         """What the card's state block depends on, so a live page can tell whether the state
         a browser was rendered with is still current."""
@@ -357,6 +370,13 @@ def list_context(page_number: str | None) -> dict[str, Any]:
         "rows": coordination_rows(list(page.object_list)),
         "nav": "coordinations",
     }
+
+
+def fields(frame: Frame | None) -> list[tuple[str, str]]:
+    """A frame's payload as (key, one line of text) pairs, for reading at a glance."""
+    if frame is None:
+        return []
+    return [(str(k), _clip(as_text(v))) for k, v in frame.payload.items() if k != "coordination_id"]
 
 
 def as_json(value: Any) -> str:

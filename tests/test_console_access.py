@@ -11,7 +11,14 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from coordination.models import Agent, Coordination, Escalation, EscalationStatus, Frame
+from coordination.models import (
+    Agent,
+    Attention,
+    Coordination,
+    Escalation,
+    EscalationStatus,
+    Frame,
+)
 from tests.factories import seed, ui_socket
 from tests.seed import KEY
 
@@ -34,6 +41,7 @@ ENDPOINTS = [
     ("list", "get", "coordination-list", WATCH, {}),
     ("detail", "get", "coordination-detail", WATCH, {}),
     ("inbox", "get", "escalation-inbox", WATCH, {}),
+    ("escalation", "get", "escalation-detail", WATCH, {}),
     ("trace", "get", "coordination-trace", WATCH, {}),
     ("agents", "get", "agent-list", MANAGE_AGENTS, {}),
     ("operators", "get", "operator-list", MANAGE_OPERATORS, {}),
@@ -44,6 +52,8 @@ ENDPOINTS = [
     ("timeline page", "get", "coordination-timeline", WATCH, {"htmx": True, "query": "?before=2"}),
     # actions
     ("decide", "post", "escalation-decide", DECIDE, {"data": {"verdict": "approve", "note": "ok"}}),
+    ("on it", "post", "escalation-on-it", DECIDE, {"data": {}}),
+    ("note", "post", "coordination-note", DECIDE, {"data": {"text": "paged by phone"}}),
     ("take over", "post", "coordination-take-over", TAKE_OVER, {"data": {}}),
     ("hand off", "post", "coordination-hand-off", TAKE_OVER, {"data": {"to": "bob"}}),
     ("create agent", "post", "agent-create", MANAGE_AGENTS, {"data": {"name": "new-agent"}}),
@@ -74,7 +84,7 @@ def _url(url_name: str, escalation: Escalation, agent: Agent) -> str:
         return reverse(url_name)
     if url_name == "operator-role":
         return reverse(url_name, args=[User.objects.get(username=NO_ROLE).pk])
-    if url_name in {"escalation-decide", "escalation-detail"}:
+    if url_name in {"escalation-decide", "escalation-detail", "escalation-on-it"}:
         return reverse(url_name, args=[escalation.pk])
     if url_name == "agent-rotate":
         return reverse(url_name, args=[agent.pk])
@@ -89,6 +99,7 @@ def _state():
         Coordination.objects.get(key=KEY).owner_id,
         sorted(Agent.objects.values_list("name", "token_hash")),
         sorted(User.objects.values_list("username", "groups__name", "email")),
+        Attention.objects.count(),
     )
 
 
@@ -161,7 +172,12 @@ def test_a_viewers_forged_decision_is_refused_and_changes_nothing(agents, client
 
 # --- sockets ---------------------------------------------------------------------------------
 
-SOCKETS = ["/ws/ui/dashboard/", "/ws/ui/escalations/", "/ws/ui/coordinations/{pk}/?seq=-1"]
+SOCKETS = [
+    "/ws/ui/dashboard/",
+    "/ws/ui/escalations/",
+    "/ws/ui/coordinations/{pk}/?seq=-1",
+    "/ws/ui/escalations/{escalation}/",
+]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -169,7 +185,7 @@ SOCKETS = ["/ws/ui/dashboard/", "/ws/ui/escalations/", "/ws/ui/coordinations/{pk
 @pytest.mark.parametrize("route", SOCKETS)
 async def test_every_socket_admits_only_operators_who_may_watch(agents, operators, who, route):
     escalation = await sync_to_async(seed)(agents)
-    path = route.format(pk=escalation.coordination_id)
+    path = route.format(pk=escalation.coordination_id, escalation=escalation.pk)
 
     communicator, connected = await ui_socket(path, operators[who] if who != ANON else None)
     try:

@@ -102,7 +102,9 @@ def test_second_decision_on_same_escalation_is_refused_with_who_decided(
 
     response = _decide(client_for("bob"), escalation, verdict="reject", note="no")
 
-    assert "Already approved by alice." in response.content.decode()
+    body = response.content.decode()
+    assert "alice approved this at" in body and "your rejection was not sent." in body
+    assert ">no</textarea>" in body  # bob's note is kept for him, not sent
     escalation.refresh_from_db()
     assert escalation.status == EscalationStatus.APPROVED
     assert escalation.decided_by == operators["alice"] and escalation.note == "go"

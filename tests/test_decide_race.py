@@ -47,5 +47,6 @@ def test_two_concurrent_decisions_store_and_send_exactly_one(live, agents, opera
     owed = Delivery.objects.filter(frame__in=decisions).values_list("agent__name", flat=True)
     assert sorted(owed) == ["metrics-agent", "triage-agent"]
     loser = replies[1] if winner == "alice" else replies[0]
-    assert f"Already {escalation.status} by {winner}." in loser.body
+    assert f"{winner} {escalation.status} this at" in loser.body
+    assert "was not sent." in loser.body
     assert Escalation.objects.filter(status=EscalationStatus.PENDING).count() == 0

@@ -33,6 +33,34 @@ def when(moment: datetime | None) -> str:
 
 
 @register.simple_tag
+def clock(moment: datetime | None) -> str:
+    """An absolute time with its zone ("2026-11-26 14:02:11 UTC"); console.js shows it in the
+    browser's time zone and puts the relative time in the tooltip."""
+    if moment is None:
+        return "—"
+    # The server's text must not change by itself (a live page compares what it renders
+    # with what it sent): the relative time in the tooltip is console.js's job.
+    text = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return format_html(
+        '<time class="clock" datetime="{}" title="{}">{}</time>', moment.isoformat(), text, text
+    )
+
+
+@register.simple_tag
+def countdown(deadline: datetime | None) -> str:
+    """Time left until `deadline`; console.js ticks it every second and marks it urgent in
+    the last two minutes."""
+    if deadline is None:
+        return "—"
+    left = max(int((deadline - timezone.now()).total_seconds()), 0)
+    return format_html(
+        '<time class="countdown" datetime="{}">{} left</time>',
+        deadline.isoformat(),
+        f"{left // 60}:{left % 60:02d}",
+    )
+
+
+@register.simple_tag
 def operator_role(user: User | AnonymousUser) -> str:
     if not isinstance(user, User):
         return ""

@@ -9,10 +9,11 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from coordination import decisions, events, present, proposals
+from coordination import attention, decisions, events, present, proposals
 from coordination.models import Escalation
 from coordination.views.access import ConsoleRequest, require_perm
 
@@ -31,6 +32,40 @@ def escalation_inbox(request: ConsoleRequest) -> HttpResponse:
             "next": reverse("escalation-inbox"),
             "nav": "inbox",
         },
+    )
+
+
+@require_GET
+@require_perm("watch")
+def escalation_detail(request: ConsoleRequest, pk: int) -> HttpResponse:
+    """One escalation on a page of its own, to link and share; live like the inbox."""
+    card = present.EscalationCard(get_object_or_404(present.escalations_with_context(), pk=pk))
+    return render(
+        request,
+        "coordination/escalation_detail.html",
+        {
+            "card": card,
+            "shown": present.shown([card]),
+            "can_decide": request.user.has_perm("coordination.decide"),
+            "next": reverse("escalation-detail", args=[pk]),
+            "nav": "inbox",
+        },
+    )
+
+
+@require_POST
+@require_perm("decide")
+def on_it(request: ConsoleRequest, pk: int) -> HttpResponse:
+    """ "I'm on it": shown on the card to every other operator for a while."""
+    escalation = get_object_or_404(Escalation, pk=pk)
+    attention.on_it(escalation, request.user)
+    if not request.htmx:
+        return redirect(_back(request, escalation))
+    people = attention.seen_by(attention.people([pk])[pk], request.user)
+    return render(
+        request,
+        "coordination/escalation_card.html#people",
+        {"card_pk": pk, "people": people, "user": request.user, "can_decide": True, "next": ""},
     )
 
 
@@ -62,6 +97,18 @@ class DecisionForm(forms.Form):
         return data
 
 
+def _lost(escalation: Escalation, verdict: str) -> str:
+    """Someone decided first: say who, when, and that this operator's decision went nowhere."""
+    who = escalation.decided_by_name or "someone else"
+    at = (
+        timezone.localtime(escalation.decided_at).strftime("%H:%M %Z")
+        if escalation.decided_at
+        else ""
+    )
+    mine = "approval" if verdict == decisions.APPROVE else "rejection"
+    return f"{who} {escalation.status} this{' at ' + at if at else ''}; your {mine} was not sent."
+
+
 def _back(request: ConsoleRequest, escalation: Escalation) -> str:
     target = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
@@ -74,7 +121,7 @@ def _back(request: ConsoleRequest, escalation: Escalation) -> str:
 def decide(request: ConsoleRequest, pk: int) -> HttpResponse:
     escalation = get_object_or_404(Escalation.objects.select_related("coordination"), pk=pk)
     form = DecisionForm(request.POST)
-    message = ""
+    message, lost = "", False
     if form.is_valid():
         with events.collecting():
             result = decisions.decide(
@@ -86,11 +133,15 @@ def decide(request: ConsoleRequest, pk: int) -> HttpResponse:
                 amended_args=form.cleaned_data["amended_args"],
             )
         message = result.message
+        lost = not result.decided and not result.escalation.is_pending
+        if lost:
+            message = _lost(result.escalation, form.cleaned_data["verdict"])
         if not request.htmx:
             level = messages.SUCCESS if result.decided else messages.WARNING
             messages.add_message(request, level, f"Escalation {escalation.pk}: {message}")
             return redirect(_back(request, escalation))
-        form = DecisionForm()
+        if not lost:
+            form = DecisionForm()
     elif not request.htmx:
         for error in form.errors.values():
             messages.error(request, f"Escalation {escalation.pk}: {' '.join(map(str, error))}")
@@ -103,24 +154,10 @@ def decide(request: ConsoleRequest, pk: int) -> HttpResponse:
             "card": card,
             "form": form,
             "message": message,
+            "lost": lost,
+            # Where focus goes after the swap: the invalid field, else the card's state.
+            "focus": f"note-{pk}" if form.errors else f"escalation-{pk}-state",
             "can_decide": True,
             "next": request.POST.get("next", ""),
-        },
-    )
-
-
-@require_GET
-@require_perm("watch")
-def escalation_detail(request: ConsoleRequest, pk: int) -> HttpResponse:
-    """One escalation on a page of its own: what emails and webhooks link to."""
-    escalation = get_object_or_404(present.escalations_with_context(), pk=pk)
-    return render(
-        request,
-        "coordination/escalation_detail.html",
-        {
-            "card": present.EscalationCard(escalation),
-            "can_decide": request.user.has_perm("coordination.decide"),
-            "next": request.path,
-            "nav": "inbox",
         },
     )

@@ -1,10 +1,18 @@
-// The console's only script (htmx does the rest). Two small jobs:
-// 1. keep relative times ("3 minutes ago") current; the exact time stays in the title;
-// 2. skip timeline rows the page already has: after a socket reconnect the server replays
-//    from the seq the page was rendered at, and a row must not appear twice.
+// The console's only script (htmx does the rest). Its jobs:
+// 1. times: relative ones kept current, absolute ones (`time.clock`) in the browser's time
+//    zone, countdowns (`time.countdown`) ticking every second, urgent in the last 2 minutes;
+// 2. live updates that never lose what an operator typed: a card's state replaced while its
+//    form has text keeps the text (and says it was not sent when someone else decided);
+//    decided cards move out of the pending list;
+// 3. signals: the tab title and the favicon carry the number waiting; a sound and a desktop
+//    notification when one arrives, if this operator turned them on (off by default);
+// 4. focus after an action or an error, keyboard shortcuts (j/k/a/r/?);
+// 5. skip timeline rows the page already has (a socket reconnect replays from its seq).
 (function () {
   "use strict";
   var UNITS = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  var URGENT_SECONDS = 120;
+
   function relative(date) {
     var seconds = Math.round((Date.now() - date.getTime()) / 1000);
     var abs = Math.abs(seconds);
@@ -18,18 +26,307 @@
     }
     return "just now";
   }
-  function refresh(root) {
+
+  function absolute(date) {
+    var sameDay = new Date().toDateString() === date.toDateString();
+    var options = { hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" };
+    if (!sameDay) { options.year = "numeric"; options.month = "short"; options.day = "numeric"; }
+    return date.toLocaleString(undefined, options);
+  }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function left(date) {
+    var seconds = Math.round((date.getTime() - Date.now()) / 1000);
+    if (seconds <= 0) return [seconds, "due now"];
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    return [seconds, (h ? h + ":" + pad(m) : m) + ":" + pad(s) + " left"];
+  }
+
+  function times(root, everything) {
     (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
       var date = new Date(el.getAttribute("datetime"));
-      if (!isNaN(date)) el.textContent = relative(date);
+      if (isNaN(date)) return;
+      if (el.classList.contains("countdown")) {
+        var state = left(date);
+        if (el.textContent !== state[1]) el.textContent = state[1];
+        el.classList.toggle("urgent", state[0] < URGENT_SECONDS);
+        el.setAttribute("title", "due " + absolute(date));
+      } else if (el.classList.contains("clock")) {
+        if (everything || !el.dataset.local) { el.textContent = absolute(date); el.dataset.local = "1"; }
+        el.setAttribute("title", relative(date));
+      } else if (everything) {
+        el.textContent = relative(date);
+      }
     });
   }
-  setInterval(refresh, 30000);
+
+  // --- cards: keep typed text, move decided ones ---------------------------------------------
+
+  function stateOf(node) {
+    if (!node) return null;
+    if (node.id && /^escalation-\d+-state$/.test(node.id)) return node;
+    return node.querySelector ? node.querySelector("[id^='escalation-'][id$='-state']") : null;
+  }
+
+  function typedIn(state) {
+    var typed = [];
+    state.querySelectorAll("form.decide textarea").forEach(function (area) {
+      if (area.value.trim()) typed.push(area);
+    });
+    return typed;
+  }
+
+  function unsentBlock(typed) {
+    var block = document.createElement("div");
+    block.className = "unsent";
+    var notice = document.createElement("p");
+    notice.className = "notice lost";
+    notice.setAttribute("role", "status");
+    notice.textContent = "Someone else decided this before you sent yours: what you typed was not sent.";
+    block.appendChild(notice);
+    typed.forEach(function (area) {
+      var id = "unsent-" + area.id;
+      var label = document.createElement("label");
+      label.setAttribute("for", id);
+      label.textContent = area.name === "note" ? "Your note (not sent)" : "Your instructions (not sent)";
+      var copy = document.createElement("textarea");
+      copy.id = id; copy.readOnly = true; copy.rows = 2;
+      copy.textContent = area.value;
+      block.appendChild(label); block.appendChild(copy);
+    });
+    return block;
+  }
+
+  var refocus = null;
+
+  function carry(oldState, newState) {
+    var active = document.activeElement;
+    if (active && active.id && oldState.contains(active) && active !== oldState) {
+      refocus = { id: active.id, start: active.selectionStart, end: active.selectionEnd };
+    }
+    if (newState.getAttribute("data-status") === "pending") {
+      oldState.querySelectorAll("textarea").forEach(function (area) {
+        var twin = newState.querySelector("#" + CSS.escape(area.id));
+        if (twin && area.value && !twin.value) { twin.textContent = area.value; twin.value = area.value; }
+      });
+      return;
+    }
+    var kept = oldState.querySelectorAll(".notice.lost, .unsent");
+    if (kept.length) {
+      var anchor = newState.firstChild;
+      kept.forEach(function (node) { newState.insertBefore(node.cloneNode(true), anchor); });
+      return;
+    }
+    var typed = typedIn(oldState);
+    if (typed.length) newState.insertBefore(unsentBlock(typed), newState.firstChild);
+  }
+
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var fragment = event.detail.fragment;
     if (!fragment || !fragment.querySelectorAll) return;
     fragment.querySelectorAll("li.frame[id]").forEach(function (row) {
       if (document.getElementById(row.id)) row.remove();
     });
+    var target = event.detail.target;
+    var incoming = stateOf(fragment.firstElementChild || fragment);
+    if (target && incoming && target.id === incoming.id) carry(target, incoming);
   });
+
+  // A decision's answer whose state block a live update replaced meanwhile: swap into the
+  // block on the page now, not the detached one.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id && !document.body.contains(target)) {
+      var current = document.getElementById(target.id);
+      if (current) event.detail.target = current;
+    }
+  });
+
+  function settleCards() {
+    var decided = document.getElementById("decided-list");
+    document.querySelectorAll("article.escalation").forEach(function (card) {
+      var state = stateOf(card);
+      if (!state) return;
+      var status = state.getAttribute("data-status");
+      if (!card.classList.contains("status-" + status)) {
+        card.className = card.className.replace(/\bstatus-\S+/, "status-" + status);
+      }
+      if (status !== "pending" && decided && card.parentElement && card.parentElement.classList.contains("pending-list")) {
+        decided.appendChild(card);
+        document.getElementById("decided-section").hidden = false;
+      }
+    });
+    var skip = document.querySelector(".skip-decision");
+    if (skip) skip.hidden = !pendingCards().some(function (card) { return card.querySelector("button.approve"); });
+    if (refocus) {
+      // The operator was typing in a block a live update replaced: put the cursor back.
+      var again = document.getElementById(refocus.id);
+      if (again && !again.readOnly) {
+        again.focus();
+        if (refocus.start != null && again.setSelectionRange) again.setSelectionRange(refocus.start, refocus.end);
+      }
+      refocus = null;
+    }
+    var focusing = document.querySelector("[data-focus]");
+    if (focusing) {
+      var target = document.getElementById(focusing.getAttribute("data-focus"));
+      focusing.removeAttribute("data-focus");
+      if (target) target.focus();
+    }
+  }
+
+  // --- signals ----------------------------------------------------------------------------------
+
+  var baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
+  var lastCount = null;
+  var baseIcon = null;
+
+  function alertsKey() { return "ltpdash.alerts." + (document.body.getAttribute("data-operator") || ""); }
+  function alerts() {
+    try { return JSON.parse(localStorage.getItem(alertsKey())) || {}; } catch (e) { return {}; }
+  }
+
+  function badge(count) {
+    var link = document.querySelector("link[rel=icon]");
+    if (!link) return;
+    if (baseIcon === null) baseIcon = link.getAttribute("href");
+    if (!count) { link.setAttribute("href", baseIcon); return; }
+    var canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 32;
+    var g = canvas.getContext("2d");
+    g.fillStyle = "#2f5bd3"; g.fillRect(0, 0, 32, 32);
+    g.strokeStyle = "#fff"; g.lineWidth = 4; g.beginPath(); g.moveTo(8, 8); g.lineTo(8, 24); g.lineTo(20, 24); g.stroke();
+    g.fillStyle = "#b3261e"; g.beginPath(); g.arc(22, 10, 10, 0, 2 * Math.PI); g.fill();
+    g.fillStyle = "#fff"; g.font = "bold 14px sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
+    g.fillText(count > 9 ? "9+" : String(count), 22, 11);
+    link.setAttribute("href", canvas.toDataURL("image/png"));
+  }
+
+  function beep() {
+    try {
+      var audio = new (window.AudioContext || window.webkitAudioContext)();
+      var tone = audio.createOscillator(), gain = audio.createGain();
+      tone.frequency.value = 880; gain.gain.value = 0.1;
+      tone.connect(gain); gain.connect(audio.destination);
+      tone.start(); tone.stop(audio.currentTime + 0.25);
+    } catch (e) { /* no audio here */ }
+  }
+
+  function signals() {
+    var counter = document.getElementById("inbox-count");
+    if (!counter) return;
+    var count = parseInt(counter.textContent, 10) || 0;
+    if (count === lastCount) return;
+    document.title = (count ? "(" + count + ") " : "") + baseTitle;
+    badge(count);
+    if (lastCount !== null && count > lastCount) {
+      var wanted = alerts();
+      if (wanted.sound) beep();
+      if (wanted.desktop && window.Notification && Notification.permission === "granted") {
+        new Notification("ltpdash", { body: count + " escalation" + (count === 1 ? "" : "s") + " waiting for a decision" });
+      }
+    }
+    lastCount = count;
+  }
+
+  function setUpAlerts() {
+    var wanted = alerts();
+    [["alert-sound", "sound"], ["alert-desktop", "desktop"]].forEach(function (pair) {
+      var box = document.getElementById(pair[0]);
+      if (!box) return;
+      box.checked = !!wanted[pair[1]];
+      box.addEventListener("change", function () {
+        var now = alerts();
+        now[pair[1]] = box.checked;
+        localStorage.setItem(alertsKey(), JSON.stringify(now));
+        if (pair[1] === "desktop" && box.checked && window.Notification && Notification.permission === "default") {
+          Notification.requestPermission();
+        }
+      });
+    });
+  }
+
+  // --- keyboard ---------------------------------------------------------------------------------
+
+  function pendingCards() {
+    return Array.prototype.filter.call(document.querySelectorAll("article.escalation"), function (card) {
+      var state = stateOf(card);
+      return state && state.getAttribute("data-status") === "pending";
+    });
+  }
+
+  function currentCard() {
+    var active = document.activeElement;
+    return active && active.closest ? active.closest("article.escalation") : null;
+  }
+
+  function openHelp() {
+    var help = document.getElementById("help");
+    if (help && !help.open) help.showModal();
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable], dialog")) return;
+    var cards = pendingCards();
+    var card = currentCard();
+    var index = cards.indexOf(card);
+    var key = event.key;
+    if (key === "?") { event.preventDefault(); openHelp(); return; }
+    if (key === "j" || key === "k") {
+      if (!cards.length) return;
+      var next = key === "j" ? Math.min(index + 1, cards.length - 1) : Math.max(index - 1, 0);
+      if (index === -1) next = 0;
+      cards[next].focus();
+      cards[next].scrollIntoView({ block: "nearest" });
+      event.preventDefault();
+      return;
+    }
+    card = index === -1 ? cards[0] : card;
+    if (!card) return;
+    if (key === "a") {
+      var approve = card.querySelector("button.approve");
+      if (approve) { event.preventDefault(); approve.click(); }
+    } else if (key === "r") {
+      var note = card.querySelector("form.decide textarea[name=note]");
+      if (note) { event.preventDefault(); note.focus(); note.scrollIntoView({ block: "nearest" }); }
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest) return;
+    if (event.target.closest(".help-open")) openHelp();
+    if (event.target.closest(".skip-decision")) {
+      var first = pendingCards().map(function (card) { return card.querySelector("button.approve"); }).filter(Boolean)[0];
+      if (first) { event.preventDefault(); first.focus(); first.scrollIntoView({ block: "nearest" }); }
+    }
+  });
+
+  // --- wiring -----------------------------------------------------------------------------------
+
+  var scheduled = false;
+  function onChange() {
+    if (scheduled) return;
+    scheduled = true;
+    setTimeout(function () {
+      scheduled = false;
+      settleCards();
+      signals();
+      times(document, false);
+    });
+  }
+
+  function start() {
+    times(document, true);
+    settleCards();
+    signals();
+    setUpAlerts();
+    new MutationObserver(onChange).observe(document.body, { childList: true, subtree: true, characterData: true });
+    setInterval(function () { times(document, false); }, 1000);
+    setInterval(function () { times(document, true); }, 30000);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

@@ -64,7 +64,7 @@ def test_approver_sees_the_escalation_live_and_the_agent_gets_the_note(
     assert Escalation.objects.get().decided_by == operators["alice"]
     # The coordination's page shows it too, with the decision as a frame in the timeline.
     detail = browser_page.goto(f"/coordinations/{KEY}/")
-    expect(detail.locator("#escalation-list")).to_contain_text("Approved by alice")
+    expect(detail.locator("#decided-list")).to_contain_text("Approved by alice")
     decision_row = detail.locator("#timeline-rows li.frame", has_text="human:alice")
     expect(decision_row).to_contain_text("approve: page the DB on-call, read-only by alice")
     assert browser_page.errors == []

@@ -1,0 +1,154 @@
+"""The coordination page's timeline as operators read it: filtered by agent and frame type
+(from the URL, so a filter survives reload and can be shared), with presence churn folded.
+
+After a decision the agents disconnect and reconnect; one row per presence change buries the
+decision under them. Adjacent presence frames fold into one entry with one line per agent
+("metrics-agent: online → offline → online"), the rows themselves one click away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.db.models import QuerySet
+
+from coordination.models import HUMAN_PREFIX, Coordination, Frame
+from coordination.present import TIMELINE_PAGE, TimelineRow
+from coordination.schemas import PresenceView
+
+PRESENCE = "presence"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which frames the timeline shows: one sender, one frame type, or all."""
+
+    sender: str = ""
+    type: str = ""
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filter:
+        return cls(sender=query.get("sender", "")[:210], type=query.get("type", "")[:100])
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sender or self.type)
+
+    @property
+    def query(self) -> str:
+        """`sender=…&type=…` for links and the live socket (empty when no filter)."""
+        return urlencode({k: v for k, v in (("sender", self.sender), ("type", self.type)) if v})
+
+    def apply(self, frames: QuerySet[Frame]) -> QuerySet[Frame]:
+        if self.sender:
+            frames = frames.filter(sender=self.sender)
+        if self.type:
+            frames = frames.filter(type=self.type)
+        return frames
+
+
+@dataclass
+class Fold:
+    """Adjacent presence frames, newest first: one line per agent."""
+
+    rows: list[TimelineRow] = field(default_factory=list)
+
+    @property
+    def frame(self) -> Frame:
+        return self.rows[0].frame  # the newest: its seq and time stand for the fold
+
+    @property
+    def oldest(self) -> Frame:
+        return self.rows[-1].frame
+
+    @property
+    def lines(self) -> list[str]:
+        changes: dict[str, list[str]] = {}
+        for row in reversed(self.rows):  # oldest first, as the states followed each other
+            view = row.frame.view
+            if not isinstance(view, PresenceView):
+                continue
+            states = changes.setdefault(view.agent or "?", [view.previous or "?"])
+            states.append(view.presence or "?")
+        return [
+            f"{agent}: {' → '.join(states)}"
+            + (f" ({len(states) - 1} changes)" if len(states) > 2 else "")
+            for agent, states in sorted(changes.items())
+        ]
+
+
+Entry = TimelineRow | Fold
+
+
+def fold(rows: list[TimelineRow]) -> list[Entry]:
+    """Runs of two or more adjacent presence rows become one Fold."""
+    entries: list[Entry] = []
+    run: list[TimelineRow] = []
+    for row in [*rows, None]:
+        if row is not None and row.frame.type == PRESENCE:
+            run.append(row)
+            continue
+        if len(run) >= 2:
+            entries.append(Fold(run))
+        else:
+            entries.extend(run)
+        run = []
+        if row is not None:
+            entries.append(row)
+    return entries
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[Entry]
+    older: int | None  # the `before` of the next page, when there is one
+
+
+def page(coordination_pk: int, before: int | None, only: Filter, size: int = TIMELINE_PAGE) -> Page:
+    """Newest first, by keyset on seq, filtered, with presence churn folded."""
+    frames = only.apply(
+        Frame.objects.filter(coordination_id=coordination_pk)
+        .select_related("orientation")
+        .order_by("-seq")
+    )
+    if before is not None:
+        frames = frames.filter(seq__lt=before)
+    found = list(frames[: size + 1])
+    older = found[size - 1].seq if len(found) > size else None
+    return Page(fold([TimelineRow(f) for f in found[:size]]), older)
+
+
+def after(coordination_pk: int, seq: int, only: Filter, limit: int) -> tuple[list[Frame], int]:
+    """Frames after `seq` (oldest first, at most `limit` looked at) that pass the filter, and
+    the seq the page has seen up to."""
+    frames = list(
+        Frame.objects.filter(coordination_id=coordination_pk, seq__gt=seq)
+        .select_related("orientation")
+        .order_by("seq")[:limit]
+    )
+    if not frames:
+        return [], seq
+    last = frames[-1].seq or seq
+    kept = [f for f in frames if (not only.sender or f.sender == only.sender)]
+    return [f for f in kept if not only.type or f.type == only.type], last
+
+
+def choices(coordination_pk: int) -> tuple[list[str], list[str]]:
+    """The senders and frame types this coordination's chain holds (for the filter)."""
+    frames = Frame.objects.filter(coordination_id=coordination_pk).order_by()
+    senders = sorted(set(frames.values_list("sender", flat=True).distinct()))
+    types = sorted(set(frames.values_list("type", flat=True).distinct()))
+    return senders, types
+
+
+def agents_snapshot(coordination: Coordination) -> Frame | None:
+    """The agents' latest focus snapshot: a take-over or hand-off is a snapshot from a human
+    naming the owner, which says nothing about the work (the owner is shown on its own)."""
+    return (
+        Frame.objects.filter(coordination=coordination, type="focus_snapshot")
+        .exclude(sender__startswith=HUMAN_PREFIX)
+        .order_by("-seq")
+        .first()
+    )

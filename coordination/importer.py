@@ -28,10 +28,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from coordination.audit_models import ChainState, TraceImport
 from coordination.canonical import GENESIS, CanonicalError, canonical, parse_json
 from coordination.integrity import Verdict, from_trace_verdict, verdict_for
-from coordination.models import Coordination, Frame
+from coordination.models import ChainState, Coordination, Frame, TraceImport
 from coordination.schemas import parse_iso
 from coordination.trace import verify_trace
 

@@ -21,7 +21,6 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from coordination import decisions, events, outbox
-from coordination.audit_models import ensure_writable
 from coordination.canonical import CanonicalError, canonical
 from coordination.models import (
     Agent,
@@ -32,6 +31,7 @@ from coordination.models import (
     ParticipantVia,
     RequestStatus,
     RouteRequest,
+    ensure_writable,
 )
 from coordination.presence import saw_agent
 from coordination.schemas import (

@@ -33,9 +33,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from coordination.audit_models import ChainCheck, ChainState, TraceImport
 from coordination.canonical import GENESIS
-from coordination.models import Coordination, Frame
+from coordination.models import ChainCheck, ChainState, Coordination, Frame, TraceImport
 from coordination.trace import TraceVerdict, trace_entry_line, verify_trace
 
 __all__ = ["Verdict", "from_trace_verdict", "page_context", "verdict_for"]

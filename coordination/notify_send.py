@@ -29,8 +29,13 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from coordination import notifications
-from coordination.models import Escalation, EscalationStatus
-from coordination.notifications import Channel, Notification, NotificationStatus
+from coordination.models import (
+    Channel,
+    Escalation,
+    EscalationStatus,
+    Notification,
+    NotificationStatus,
+)
 
 BATCH = 100
 # How long a claimed row stays claimed: longer than any single send can take.

@@ -11,8 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from coordination.audit_models import TraceImport
-from coordination.models import Coordination, Frame
+from coordination.models import Coordination, Frame, TraceImport
 from tests.factories import send
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from coordination import integrity
-from coordination.audit_models import ChainCheck
-from coordination.models import Coordination, Frame
+from coordination.models import ChainCheck, Coordination, Frame
 from tests.factories import coordination, seed, send
 from tests.seed import KEY
 

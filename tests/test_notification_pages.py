@@ -8,7 +8,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from coordination.notifications import Notification, NotificationPreference
+from coordination.models import Notification, NotificationPreference
 from tests.factories import seed
 
 pytestmark = pytest.mark.django_db

@@ -16,13 +16,15 @@ from django.utils import timezone
 
 from coordination import notify_send
 from coordination.decisions import APPROVE, decide, expire, handoff
-from coordination.models import Agent, Escalation, Presence
-from coordination.notifications import (
+from coordination.models import (
+    Agent,
+    Escalation,
     Notification,
     NotificationPreference,
     NotificationStatus,
-    escalation_reminder,
+    Presence,
 )
+from coordination.notifications import escalation_reminder
 from coordination.presence import silenced
 from tests.factories import seed
 from tests.notify_helpers import SECRET, HttpReceiver, SmtpServer, verify

@@ -17,8 +17,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils.html import escape
 
-from coordination.models import Coordination, Escalation, EscalationStatus
-from coordination.notifications import Notification, NotificationStatus
+from coordination.models import (
+    Coordination,
+    Escalation,
+    EscalationStatus,
+    Notification,
+    NotificationStatus,
+)
 from coordination.processes import free_port
 from tests.factories import ROOT, Operator, database_env, start_daphne, stop_daphne
 from tests.notify_helpers import SECRET, HttpReceiver, SmtpServer, closed_port_url, verify

@@ -9,8 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from coordination import decisions, events, present
-from coordination.audit_models import is_imported
-from coordination.models import Agent, Coordination
+from coordination.models import Agent, Coordination, is_imported
 from coordination.views.access import ConsoleRequest, require_perm
 
 

@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from coordination.notifications import Notification, NotificationPreference, NotificationStatus
+from coordination.models import Notification, NotificationPreference, NotificationStatus
 from coordination.views.access import ConsoleRequest, require_perm
 
 PAGE_SIZE = 50

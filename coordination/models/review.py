@@ -1,8 +1,6 @@
 """What a reviewer relies on besides the chain itself: where an imported chain came from,
 and the last integrity verdict computed for a chain (a cache, see coordination/integrity.py).
 
-Layer: models (imports only Django, schemas and canonical). Models refer to Coordination by
-name, not by import, so models.py and this module do not import each other.
 """
 
 from __future__ import annotations

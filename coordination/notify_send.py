@@ -36,6 +36,7 @@ from coordination.models import (
     Notification,
     NotificationStatus,
 )
+from coordination.processes import repeat
 
 BATCH = 100
 # How long a claimed row stays claimed: longer than any single send can take.
@@ -206,15 +207,4 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """`manage.py notify`: a pass every `interval` seconds until `should_stop()`."""
-    from django.db import DatabaseError, close_old_connections, connections
-
-    while not should_stop():
-        started = time.monotonic()
-        close_old_connections()
-        try:
-            for line in run_pass(budget=max(interval * 5, 5.0)):
-                write(line)
-        except DatabaseError as exc:
-            write(f"database error, retrying: {exc}")
-            connections.close_all()
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    repeat(interval, lambda: run_pass(budget=max(interval * 5, 5.0)), write, should_stop)

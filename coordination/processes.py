@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 
 ASGI_APPLICATION = "ltpdash.asgi:application"
 
@@ -50,3 +51,28 @@ def wait_until_serving(
             return
         time.sleep(0.1)
     raise RuntimeError(f"daphne did not accept connections on {host}:{port} within {timeout} s")
+
+
+def repeat(
+    interval: float,
+    one_pass: Callable[[], Iterable[str]],
+    write: Callable[[str], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run `one_pass` every `interval` seconds until `should_stop()`, writing its lines: the
+    loop of the sweeper and of `manage.py notify`."""
+    from django.db import DatabaseError, close_old_connections, connections
+
+    while not should_stop():
+        started = time.monotonic()
+        # A long-lived process: drop connections the database closed meanwhile.
+        close_old_connections()
+        try:
+            for line in one_pass():
+                write(line)
+        except DatabaseError as exc:
+            # A restart or failover of the database: whatever was claimed rolled back with
+            # it, so the next pass simply finds it again.
+            write(f"database error, retrying: {exc}")
+            connections.close_all()
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

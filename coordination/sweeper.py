@@ -12,11 +12,10 @@ change exactly once. The loser of a claim simply moves on.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 
-from django.db import DatabaseError, close_old_connections, connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from coordination import decisions, events, notify_send, presence
@@ -29,6 +28,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
+from coordination.processes import repeat
 
 # Rows claimed per kind per pass: a backlog drains over a few passes instead of holding
 # one long pass (and its locks) hostage.
@@ -121,19 +121,7 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Sweep every `interval` seconds until `should_stop()`."""
-    while not should_stop():
-        started = time.monotonic()
-        # A long-lived process: drop connections the database closed meanwhile.
-        close_old_connections()
-        try:
-            for line in sweep():
-                write(line)
-        except DatabaseError as exc:
-            # A restart or failover of the database: whatever was claimed rolled back with
-            # it, so the next pass simply finds it again.
-            write(f"database error, retrying: {exc}")
-            connections.close_all()
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    repeat(interval, sweep, write, should_stop)
 
 
 def _hms(agent: Agent) -> str:

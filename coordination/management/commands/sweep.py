@@ -1,30 +1,18 @@
-import contextlib
-from typing import Any
-
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from collections.abc import Callable, Iterable
 
 from coordination import sweeper
+from coordination.management import PassCommand
 
 
-class Command(BaseCommand):
+class Command(PassCommand):
     help = (
         "Apply passed deadlines: silent agents, unanswered route requests, undecided "
         "escalations. Safe to run as several copies. Loops every LTPDASH_SWEEP_INTERVAL_MS."
     )
+    doing = "Sweeping"
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--once", action="store_true", help="One pass, then exit.")
+    def one_pass(self) -> Iterable[str]:
+        return sweeper.sweep()
 
-    def handle(self, once: bool, **options: Any) -> None:
-        if once:
-            for line in sweeper.sweep():
-                self.stdout.write(line)
-            return
-        self.stdout.write(f"Sweeping every {settings.SWEEP_INTERVAL:g}s (Ctrl-C to stop).")
-        with contextlib.suppress(KeyboardInterrupt):
-            sweeper.run(settings.SWEEP_INTERVAL, self._write)
-
-    def _write(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()
+    def loop(self, interval: float, write: Callable[[str], None]) -> None:
+        sweeper.run(interval, write)

@@ -18,7 +18,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,18 @@ def agent_socket(token: str) -> WebsocketCommunicator:
     return WebsocketCommunicator(
         application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
     )
+
+
+@asynccontextmanager
+async def agent_connection(token: str) -> AsyncIterator[WebsocketCommunicator]:
+    """An agent socket (`agent_socket`) connected for the block and disconnected after it,
+    whatever happens inside."""
+    socket = agent_socket(token)
+    await socket.connect()
+    try:
+        yield socket
+    finally:
+        await socket.disconnect()
 
 
 async def until_acked(agent: Agent, frame_id: str, timeout: float = 10) -> None:
@@ -325,6 +338,19 @@ class Daphne:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def post_frames_live(server: Daphne, token: str, body: Any) -> dict:
+    """POST /api/v1/frames to a real server as the agent holding `token` (so the events reach
+    live pages); the answer's JSON."""
+    request = urllib.request.Request(
+        server.http + "/api/v1/frames",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def start_daphne(

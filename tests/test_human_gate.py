@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -19,6 +18,7 @@ from tests.factories import (
     averified_trace,
     metrics_client,
     online,
+    post_frames_live,
     triage_client,
 )
 
@@ -109,17 +109,6 @@ async def test_critical_spellings_over_the_socket_escalate_and_are_never_routed(
             )
 
 
-def _post(live, token: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        live.http + "/api/v1/frames",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_critical_spellings_over_http_escalate_and_are_never_routed(live, agents):
     online("metrics-agent")
     for n, (_action, spelling) in enumerate(SPELLED):
@@ -130,7 +119,9 @@ def test_critical_spellings_over_http_escalate_and_are_never_routed(live, agents
             request["branches"] = [{"action": spelling, "reason": "needed"}]
         else:
             request[where] = spelling
-        reply = _post(live, agents.triage_token, {"id": f"h-{n}", "route_request": request})
+        reply = post_frames_live(
+            live, agents.triage_token, {"id": f"h-{n}", "route_request": request}
+        )
         assert [f["type"] for f in reply["frames"]] == ["ack"], reply
         _assert_escalated_not_routed(f"h-{n}:route_request", agents)
 
@@ -139,7 +130,7 @@ def test_look_alikes_that_mean_something_else_are_still_routed(live, agents):
     online("metrics-agent")
     for n, action in enumerate(LOOK_ALIKES):
         request = {"target": "metrics-agent", "action": action, "coordination_id": "incident-4821"}
-        _post(live, agents.triage_token, {"id": f"l-{n}", "route_request": request})
+        post_frames_live(live, agents.triage_token, {"id": f"l-{n}", "route_request": request})
         routed = RouteRequest.objects.get(ltp_id=f"l-{n}:route_request")
         assert routed.status == RequestStatus.OPEN and routed.assigned_to == agents.metrics
         assert not Escalation.objects.filter(route_request=routed).exists()

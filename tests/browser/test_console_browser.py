@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect
 
 from coordination.models import Agent, Escalation
-from tests.factories import metrics_client, triage_client
+from tests.factories import metrics_client, post_frames_live, triage_client
 from tests.seed import KEY, SEED_REQUEST_WITH_ID, SEED_RESPONSE_WITH_ID
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -78,18 +76,6 @@ XSS = {
 }
 
 
-def _post_frames(live, token: str, body) -> None:
-    request = urllib.request.Request(
-        live.http + "/api/v1/frames",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        replies = json.loads(response.read())["frames"]
-    assert all(r["type"] == "ack" for r in replies), replies
-
-
 def test_agent_supplied_html_and_script_render_as_text(live, operators, browser_page):
     # Agent names are a safe set of characters (refused otherwise, test_participants.py);
     # everything else an agent says can carry markup.
@@ -100,7 +86,7 @@ def test_agent_supplied_html_and_script_render_as_text(live, operators, browser_
     browser_page.wait_live()
 
     # Sent while the inbox is open: the live fragments carry it first.
-    _post_frames(
+    replies = post_frames_live(
         live,
         token,
         {
@@ -119,7 +105,8 @@ def test_agent_supplied_html_and_script_render_as_text(live, operators, browser_
             },
             "focus_snapshot": {"state": XSS["img"], "health": XSS["script"], "url": XSS["link"]},
         },
-    )
+    )["frames"]
+    assert all(r["type"] == "ack" for r in replies), replies
     expect(inbox.locator("article.escalation")).to_have_count(2)
     # And rendered by the server on every other page that shows it.
     pages = {"inbox (live)": inbox}

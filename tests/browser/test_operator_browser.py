@@ -4,9 +4,7 @@ operators at once, phones, and accessibility (axe-core)."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ from playwright.sync_api import expect
 
 from coordination.models import Coordination, Escalation
 from tests.browser.conftest import BrowserPage
+from tests.factories import post_frames_live
 from tests.seed import KEY
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -25,19 +24,6 @@ AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 REASON = "guardrail: cannot page DB"
-
-
-def post_frames(live, token: str, body) -> None:
-    """As an agent over the HTTP API, to the real server (its events reach live pages)."""
-    request = urllib.request.Request(
-        live.http + "/api/v1/frames",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        replies = json.loads(response.read())["frames"]
-    assert all(r["type"] == "ack" for r in replies), replies
 
 
 def escalate(live, agents, frame_id: str = "esc-1", snapshot: dict | None = None) -> Escalation:
@@ -57,7 +43,8 @@ def escalate(live, agents, frame_id: str = "esc-1", snapshot: dict | None = None
     }
     if snapshot is not None:
         body["focus_snapshot"] = {"coordination_id": KEY, **snapshot}
-    post_frames(live, agents.metrics_token, body)
+    replies = post_frames_live(live, agents.metrics_token, body)["frames"]
+    assert all(r["type"] == "ack" for r in replies), replies
     return Escalation.objects.filter(coordination__key=KEY).latest("pk")
 
 

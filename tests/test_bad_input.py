@@ -14,7 +14,7 @@ from django.test import override_settings
 from coordination.consumers import CLOSE_RATE_LIMITED, MAX_STRIKES
 from coordination.models import Coordination, Frame
 from tests import factories
-from tests.factories import agent_socket, post_frames
+from tests.factories import agent_connection, agent_socket, post_frames
 
 socket_test = pytest.mark.django_db(transaction=True)
 
@@ -159,9 +159,7 @@ def test_http_body_that_is_not_utf8_is_malformed_json(client, agents):
 
 @socket_test
 async def test_binary_message_is_read_as_utf8_json(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_to(bytes_data=b"\xff\xfe not text")
         error = await socket.receive_json_from()
         assert error["payload"]["code"] == "malformed_json"
@@ -170,19 +168,13 @@ async def test_binary_message_is_read_as_utf8_json(agents):
         ack = await socket.receive_json_from()
         assert ack["type"] == "ack"
         assert ack["payload"]["frame_id"] == "binary-ok"
-    finally:
-        await socket.disconnect()
 
 
 @socket_test
 async def test_unknown_type_is_stored_and_acked_with_a_warning(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_json_to(frame("future-1", type="telepathy", payload={"x": 1}))
         ack = await socket.receive_json_from()
-    finally:
-        await socket.disconnect()
 
     assert ack["type"] == "ack"
     assert ack["payload"]["duplicate"] is False
@@ -206,9 +198,7 @@ def test_unknown_type_over_http_is_stored_and_acked_with_a_warning(client, agent
 
 @socket_test
 async def test_bundle_with_a_non_object_value_refuses_only_that_frame(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_json_to(
             {
                 "id": "b-1",
@@ -219,8 +209,6 @@ async def test_bundle_with_a_non_object_value_refuses_only_that_frame(agents):
         )
         first = await socket.receive_json_from()
         second = await socket.receive_json_from()
-    finally:
-        await socket.disconnect()
 
     assert first["type"] == "error"
     assert first["payload"]["code"] == "payload_not_object"
@@ -242,9 +230,7 @@ def padded(frame_id: str, size: int) -> str:
 
 @socket_test
 async def test_frame_over_the_default_64_kib_is_refused_and_one_under_it_is_stored(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_to(text_data=padded("big", 64 * 1024 + 1))
         error = await socket.receive_json_from()
         assert error["payload"]["code"] == "frame_too_large"
@@ -254,16 +240,12 @@ async def test_frame_over_the_default_64_kib_is_refused_and_one_under_it_is_stor
         ack = await socket.receive_json_from()
         assert ack["type"] == "ack"
         assert ack["payload"]["frame_id"] == "fits"
-    finally:
-        await socket.disconnect()
 
 
 @socket_test
 @override_settings(LTP_MAX_FRAME_BYTES=2048)
 async def test_frame_size_limit_is_configurable(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_to(text_data=padded("big", 2049))
         error = await socket.receive_json_from()
         assert error["payload"]["code"] == "frame_too_large"
@@ -271,8 +253,6 @@ async def test_frame_size_limit_is_configurable(agents):
         assert await sync_to_async(_counts)() == (0, 0)
 
         await _ack_after(socket, "small")
-    finally:
-        await socket.disconnect()
 
 
 @override_settings(LTP_MAX_FRAME_BYTES=2048)

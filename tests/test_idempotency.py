@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from coordination.models import Delivery, Escalation, Frame, RouteRequest
-from tests.factories import agent_socket, frame, post_frames, triage_client
+from tests.factories import agent_connection, frame, post_frames, triage_client
 
 socket_test = pytest.mark.django_db(transaction=True)
 
@@ -60,15 +60,11 @@ def _assert_same_ack(first, second):
 
 @socket_test
 async def test_same_frame_twice_on_the_socket_is_stored_once_and_acked_twice(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_json_to(route_request())
         first = await _reply(socket)
         await socket.send_json_to(route_request())
         second = await _reply(socket)
-    finally:
-        await socket.disconnect()
 
     _assert_same_ack(first, second)
     assert await sync_to_async(effects)() == ONCE
@@ -77,13 +73,9 @@ async def test_same_frame_twice_on_the_socket_is_stored_once_and_acked_twice(age
 @socket_test
 async def test_retry_on_a_new_connection_is_a_duplicate(agents):
     for expected in (False, True):
-        socket = agent_socket(agents.triage_token)
-        await socket.connect()
-        try:
+        async with agent_connection(agents.triage_token) as socket:
             await socket.send_json_to(route_request())
             ack = await _reply(socket)
-        finally:
-            await socket.disconnect()
         assert ack["payload"]["duplicate"] is expected
 
     assert await sync_to_async(effects)() == ONCE
@@ -91,17 +83,13 @@ async def test_retry_on_a_new_connection_is_a_duplicate(agents):
 
 @socket_test
 async def test_retried_frame_with_changed_content_keeps_the_first_version(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_json_to(route_request())
         first = await _reply(socket)
         changed = route_request()
         changed["payload"] = {"target": "human", "need": "something else entirely"}
         await socket.send_json_to(changed)
         second = await _reply(socket)
-    finally:
-        await socket.disconnect()
 
     _assert_same_ack(first, second)
     stored = await Frame.objects.aget(ltp_id="rr-1")
@@ -110,15 +98,11 @@ async def test_retried_frame_with_changed_content_keeps_the_first_version(agents
 
 @socket_test
 async def test_retried_bundle_with_an_id_is_stored_once(agents):
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_json_to(SEED_BUNDLE)
         first = [await _reply(socket) for _ in range(2)]
         await socket.send_json_to(SEED_BUNDLE)
         second = [await _reply(socket) for _ in range(2)]
-    finally:
-        await socket.disconnect()
 
     assert [a["payload"]["frame_id"] for a in first] == [
         "seed-1:orientation",
@@ -132,13 +116,9 @@ async def test_retried_bundle_with_an_id_is_stored_once(agents):
 @socket_test
 async def test_two_agents_may_use_the_same_id(agents):
     for token in (agents.triage_token, agents.metrics_token):
-        socket = agent_socket(token)
-        await socket.connect()
-        try:
+        async with agent_connection(token) as socket:
             await socket.send_json_to(route_request("shared-id"))
             ack = await _reply(socket)
-        finally:
-            await socket.disconnect()
         assert ack["type"] == "ack"
         assert ack["payload"]["duplicate"] is False
 
@@ -182,13 +162,9 @@ async def test_frame_sent_over_http_then_over_the_socket_is_a_duplicate(async_cl
     assert response.status_code == 200
     [over_http] = response.json()["frames"]
 
-    socket = agent_socket(agents.triage_token)
-    await socket.connect()
-    try:
+    async with agent_connection(agents.triage_token) as socket:
         await socket.send_json_to(route_request())
         over_socket = await _reply(socket)
-    finally:
-        await socket.disconnect()
 
     _assert_same_ack(over_http, over_socket)
     assert await sync_to_async(effects)() == ONCE

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from coordination import decisions, events
@@ -27,6 +30,22 @@ async def _until(communicator, text: str, timeout: float = 10) -> str:
         message = await communicator.receive_from(timeout=max(deadline - loop.time(), 0.01))
         if text in message:
             return message
+
+
+def _viewer_path(coordination: Coordination) -> str:
+    """The coordination page's socket, for a page rendered at the chain's head."""
+    return f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}"
+
+
+@asynccontextmanager
+async def _admitted(path: str, user) -> AsyncIterator[WebsocketCommunicator]:
+    """The console socket at `path`, admitted for `user`; disconnected after the block."""
+    communicator, connected = await ui_socket(path, user)
+    assert connected
+    try:
+        yield communicator
+    finally:
+        await communicator.disconnect()
 
 
 async def _published(agent, data) -> None:
@@ -53,11 +72,7 @@ async def test_a_socket_without_a_session_is_refused(agents):
 async def test_viewer_receives_the_new_frame_as_an_out_of_band_row(agents, operators):
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
-    communicator, connected = await ui_socket(
-        f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
-    )
-    assert connected
-    try:
+    async with _admitted(_viewer_path(coordination), operators["vic"]) as communicator:
         await _published(
             agents.metrics,
             {
@@ -73,8 +88,6 @@ async def test_viewer_receives_the_new_frame_as_an_out_of_band_row(agents, opera
         # The summary block follows the snapshot, in the same message.
         assert 'id="coordination-summary" class="card summary"' in message
         assert message.count("queue draining") >= 2
-    finally:
-        await communicator.disconnect()
 
 
 async def test_viewer_catches_up_from_the_database_when_no_event_announces_a_frame(
@@ -83,25 +96,17 @@ async def test_viewer_catches_up_from_the_database_when_no_event_announces_a_fra
     """The sweeper's writes (another process) reach this process's viewers by no event."""
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
-    communicator, connected = await ui_socket(
-        f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
-    )
-    assert connected
-    try:
+    async with _admitted(_viewer_path(coordination), operators["vic"]) as communicator:
         await _until(communicator, 'id="coordination-summary"')  # the first render is done
         await sync_to_async(send)(
             agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "unannounced"}}
         )
         message = await _until(communicator, "unannounced")
         assert 'hx-swap-oob="afterbegin:#timeline-rows"' in message
-    finally:
-        await communicator.disconnect()
 
 
 async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents, operators):
-    communicator, connected = await ui_socket("/ws/ui/escalations/?shown=", operators["bob"])
-    assert connected
-    try:
+    async with _admitted("/ws/ui/escalations/?shown=", operators["bob"]) as communicator:
         await _until(communicator, 'id="inbox-count"')  # the first render is done
         escalation = await sync_to_async(seed)(agents)
         # seed() publishes nothing: the slow check finds the escalation in the database.
@@ -113,14 +118,10 @@ async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents
         state = await _until(communicator, "Approved by alice")
         assert f'id="escalation-{escalation.pk}-state"' in state
         assert 'hx-swap-oob="true"' in state
-    finally:
-        await communicator.disconnect()
 
 
 async def test_dashboard_socket_refreshes_the_list_and_the_pending_count(agents, operators):
-    communicator, connected = await ui_socket("/ws/ui/dashboard/", operators["vic"])
-    assert connected
-    try:
+    async with _admitted("/ws/ui/dashboard/", operators["vic"]) as communicator:
         await _until(communicator, "No coordinations yet")
         await sync_to_async(seed)(agents)
         await _published(agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "x"}})
@@ -128,19 +129,13 @@ async def test_dashboard_socket_refreshes_the_list_and_the_pending_count(agents,
         assert 'id="coordination-table"' in table
         assert "1 pending" in table
         assert 'id="inbox-count"' in table
-    finally:
-        await communicator.disconnect()
 
 
 async def test_a_burst_of_frames_reaches_the_viewer_each_once_in_order(agents, operators):
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
     first = coordination.head_seq + 1
-    communicator, connected = await ui_socket(
-        f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}", operators["vic"]
-    )
-    assert connected
-    try:
+    async with _admitted(_viewer_path(coordination), operators["vic"]) as communicator:
         for n in range(60):
             await _published(
                 agents.metrics, {"coordination_id": KEY, "focus_snapshot": {"state": f"step {n}"}}
@@ -152,8 +147,6 @@ async def test_a_burst_of_frames_reaches_the_viewer_each_once_in_order(agents, o
             assert batch == sorted(batch, reverse=True)  # newest first within a message
             seen.extend(reversed(batch))
         assert seen == list(range(first, first + 60))
-    finally:
-        await communicator.disconnect()
 
 
 @override_settings(CRITICAL_APPROVALS=2)
@@ -163,18 +156,14 @@ async def test_a_partial_approval_updates_the_quorum_shown_live(agents, operator
         {"id": "wipe", "coordination_id": KEY, "route_request": {"action": "delete_data"}},
     )
     escalation = await Escalation.objects.aget()
-    communicator, connected = await ui_socket(
+    async with _admitted(
         f"/ws/ui/escalations/?shown={escalation.pk}", operators["bob"]
-    )
-    assert connected
-    try:
+    ) as communicator:
         await _until(communicator, "0 of 2 approvals")
         await _approved(escalation, operators["alice"], "fine by me")
         state = await _until(communicator, "1 of 2 approvals (alice)")
         assert f'id="escalation-{escalation.pk}-state"' in state
         assert "Approve" in state  # bob can still add the second approval
-    finally:
-        await communicator.disconnect()
 
 
 async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note_survives(
@@ -182,11 +171,9 @@ async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note
 ):
     escalation = await sync_to_async(seed)(agents)
     state_id = f'id="escalation-{escalation.pk}-state"'
-    communicator, connected = await ui_socket(
+    async with _admitted(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
-    )
-    assert connected
-    try:
+    ) as communicator:
         first = await _until(communicator, 'id="inbox-count"')  # the first render is done
         assert state_id not in first
         assert await communicator.receive_nothing(timeout=0.5)
@@ -194,8 +181,6 @@ async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note
         await _approved(escalation, operators["alice"], "page it")
         state = await _until(communicator, "Approved by alice")  # a real change still comes
         assert state_id in state
-    finally:
-        await communicator.disconnect()
 
 
 async def test_a_card_rendered_at_an_older_version_is_brought_up_to_date_on_connect(
@@ -203,12 +188,8 @@ async def test_a_card_rendered_at_an_older_version_is_brought_up_to_date_on_conn
 ):
     escalation = await sync_to_async(seed)(agents)
     await _approved(escalation, operators["alice"], "page it")
-    communicator, connected = await ui_socket(
+    async with _admitted(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
-    )
-    assert connected
-    try:
+    ) as communicator:
         state = await _until(communicator, "Approved by alice")
         assert f'id="escalation-{escalation.pk}-state"' in state
-    finally:
-        await communicator.disconnect()

@@ -138,37 +138,6 @@ class TimelineRow:
         return orientation_of(frame.orientation).guardrails
 
 
-@dataclass(frozen=True)
-class TimelinePage:
-    rows: list[TimelineRow]
-    older: int | None  # the `before` of the next page, when there is one
-
-
-def timeline_page(
-    coordination_pk: int, before: int | None = None, size: int = TIMELINE_PAGE
-) -> TimelinePage:
-    """Newest first, by keyset on seq (the chain's unique index), so page 200 costs what
-    page 1 costs."""
-    frames = (
-        Frame.objects.filter(coordination_id=coordination_pk)
-        .select_related("orientation")
-        .order_by("-seq")
-    )
-    if before is not None:
-        frames = frames.filter(seq__lt=before)
-    page = list(frames[: size + 1])
-    older = page[size - 1].seq if len(page) > size else None
-    return TimelinePage([TimelineRow(f) for f in page[:size]], older)
-
-
-def frames_after(coordination_pk: int, after: int, limit: int) -> list[Frame]:
-    return list(
-        Frame.objects.filter(coordination_id=coordination_pk, seq__gt=after)
-        .select_related("orientation")
-        .order_by("seq")[:limit]
-    )
-
-
 # --- orientations and agents -------------------------------------------------------------------
 
 

@@ -107,7 +107,8 @@ class Page:
 
 
 def page(coordination_pk: int, before: int | None, only: Filter, size: int = TIMELINE_PAGE) -> Page:
-    """Newest first, by keyset on seq, filtered, with presence churn folded."""
+    """Newest first, by keyset on seq (the chain's unique index, so page 200 costs what page 1
+    costs), filtered, with presence churn folded."""
     frames = only.apply(
         Frame.objects.filter(coordination_id=coordination_pk)
         .select_related("orientation")

@@ -110,35 +110,36 @@ def _compact(item: Any) -> bytes:
     return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def participant_required(
+    view: Callable[[AgentRequest, Coordination], HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
+    """The view gets the coordination `key` if the agent takes part in it; otherwise 404, the
+    same answer as for one that does not exist, so an outsider learns nothing about it."""
+
+    @wraps(view)
+    def wrapper(request: AgentRequest, key: str) -> HttpResponseBase:
+        coordination = Coordination.objects.filter(key=key).first()
+        if coordination is None or not coordination.has_participant(request.agent):
+            return api_error(
+                404, "not_found", "No coordination with this id that you take part in."
+            )
+        return view(request, coordination)
+
+    return wrapper
+
+
 @require_GET
 @agent_required
-def context(request: AgentRequest, key: str) -> JsonResponse:
-    coordination = _readable(request.agent, key)
-    if coordination is None:
-        return _not_found()
+@participant_required
+def context(request: AgentRequest, coordination: Coordination) -> JsonResponse:
     return JsonResponse(rehydrate(coordination))
 
 
 @require_GET
 @agent_required
-def trace(request: AgentRequest, key: str) -> HttpResponseBase:
-    coordination = _readable(request.agent, key)
-    if coordination is None:
-        return _not_found()
+@participant_required
+def trace(request: AgentRequest, coordination: Coordination) -> HttpResponseBase:
     return trace_response(coordination.key, coordination.trace_lines())
-
-
-def _readable(agent: Agent, key: str) -> Coordination | None:
-    """The coordination `key` if `agent` takes part in it, else None: the same answer as for
-    one that does not exist, so an outsider learns nothing about it."""
-    coordination = Coordination.objects.filter(key=key).first()
-    if coordination is None or not coordination.has_participant(agent):
-        return None
-    return coordination
-
-
-def _not_found() -> JsonResponse:
-    return api_error(404, "not_found", "No coordination with this id that you take part in.")
 
 
 @csrf_exempt

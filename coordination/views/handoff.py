@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django import forms
 from django.contrib import messages
 from django.http import HttpResponse
@@ -43,12 +46,26 @@ def _done(
     )
 
 
+def _ownable(
+    view: Callable[[ConsoleRequest, Coordination], HttpResponse],
+) -> Callable[[ConsoleRequest, str], HttpResponse]:
+    """The view gets the coordination `key`, unless it was imported: read-only, it has no
+    owner to change."""
+
+    @wraps(view)
+    def wrapper(request: ConsoleRequest, key: str) -> HttpResponse:
+        coordination = get_object_or_404(Coordination, key=key)
+        if is_imported(coordination.pk):
+            return _done(request, coordination, READ_ONLY, ok=False)
+        return view(request, coordination)
+
+    return wrapper
+
+
 @require_POST
 @require_perm("take_over")
-def take_over(request: ConsoleRequest, key: str) -> HttpResponse:
-    coordination = get_object_or_404(Coordination, key=key)
-    if is_imported(coordination.pk):
-        return _done(request, coordination, READ_ONLY, ok=False)
+@_ownable
+def take_over(request: ConsoleRequest, coordination: Coordination) -> HttpResponse:
     with events.collecting():
         note = request.POST.get("note", "")[:2000]
         decisions.handoff(coordination.pk, request.user, request.user, note=note)
@@ -57,10 +74,8 @@ def take_over(request: ConsoleRequest, key: str) -> HttpResponse:
 
 @require_POST
 @require_perm("take_over")
-def hand_off(request: ConsoleRequest, key: str) -> HttpResponse:
-    coordination = get_object_or_404(Coordination, key=key)
-    if is_imported(coordination.pk):
-        return _done(request, coordination, READ_ONLY, ok=False)
+@_ownable
+def hand_off(request: ConsoleRequest, coordination: Coordination) -> HttpResponse:
     form = HandoffForm(request.POST)
     if not form.is_valid():
         return _done(

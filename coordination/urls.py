@@ -1,7 +1,7 @@
 """Every URL of the app: the agents' HTTP API, then the operator console."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from coordination import api
@@ -16,6 +16,20 @@ from coordination.views import (
     routing,
 )
 
+# One coordination's pages, below coordinations/<key>/.
+coordination_urls = [
+    path("", pages.coordination_detail, name="coordination-detail"),
+    path("timeline/", pages.coordination_timeline, name="coordination-timeline"),
+    path("trace.jsonl", pages.coordination_trace, name="coordination-trace"),
+    path("note/", pages.coordination_note, name="coordination-note"),
+    path("take-over/", handoff.take_over, name="coordination-take-over"),
+    path("hand-off/", handoff.hand_off, name="coordination-hand-off"),
+    path("admit/", handoff.admit, name="coordination-admit"),
+    path("review/", review.review_page, name="coordination-review"),
+    path("review/report.html", review.review_report, name="coordination-review-report"),
+    path("reverify/", review.reverify, name="coordination-reverify"),
+]
+
 urlpatterns = [
     path("api/v1/frames", api.frames, name="api-frames"),
     path("api/v1/coordinations/<str:key>/context", api.context, name="api-context"),
@@ -26,21 +40,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("coordinations/", pages.coordination_list, name="coordination-list"),
-    path("coordinations/<str:key>/", pages.coordination_detail, name="coordination-detail"),
-    path(
-        "coordinations/<str:key>/timeline/",
-        pages.coordination_timeline,
-        name="coordination-timeline",
-    ),
-    path(
-        "coordinations/<str:key>/trace.jsonl",
-        pages.coordination_trace,
-        name="coordination-trace",
-    ),
-    path("coordinations/<str:key>/note/", pages.coordination_note, name="coordination-note"),
-    path("coordinations/<str:key>/take-over/", handoff.take_over, name="coordination-take-over"),
-    path("coordinations/<str:key>/hand-off/", handoff.hand_off, name="coordination-hand-off"),
-    path("coordinations/<str:key>/admit/", handoff.admit, name="coordination-admit"),
+    path("coordinations/<str:key>/", include(coordination_urls)),
     path("escalations/", escalations.escalation_inbox, name="escalation-inbox"),
     path("escalations/<int:pk>/", escalations.escalation_detail, name="escalation-detail"),
     path("escalations/<int:pk>/decide/", escalations.decide, name="escalation-decide"),
@@ -59,13 +59,6 @@ urlpatterns = [
     path("routing/rules/", routing.rule_save, name="routing-rule-save"),
     path("routing/rules/<int:pk>/delete/", routing.rule_delete, name="routing-rule-delete"),
     path("imports/new/", review.import_page, name="trace-import"),
-    path("coordinations/<str:key>/review/", review.review_page, name="coordination-review"),
-    path(
-        "coordinations/<str:key>/review/report.html",
-        review.review_report,
-        name="coordination-review-report",
-    ),
-    path("coordinations/<str:key>/reverify/", review.reverify, name="coordination-reverify"),
     path("notifications/", notifications.notification_list, name="notification-list"),
     path("me/notifications/", notifications.my_notifications, name="my-notifications"),
 ]

@@ -48,6 +48,19 @@ def manage(env: dict, *args: str) -> str:
     ).stdout.strip()
 
 
+def start_daphne(env: dict, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """A quiet daphne (no access log) on a free port, its errors in workdir/daphne.log."""
+    port = free_port()
+    server = subprocess.Popen(
+        daphne_command("127.0.0.1", port, access_log=False),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "daphne.log").open("w"),
+    )
+    return server, port
+
+
 def frame(agent: str, n: int, kind: str = "orientation", coordination: str = "bench") -> dict:
     payload = {"intent": f"step {n}", "guardrails": ["no production writes"]}
     if kind == "heartbeat":
@@ -171,14 +184,7 @@ def main() -> None:
         f"bench-{i}": manage(env, "createagent", f"bench-{i}", "--token-only")
         for i in range(args.agents)
     }
-    port = free_port()
-    server = subprocess.Popen(
-        daphne_command("127.0.0.1", port, access_log=False),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "daphne.log").open("w"),
-    )
+    server, port = start_daphne(env, workdir)
     try:
         wait_until_serving("127.0.0.1", port, server)
         rss_before = rss_kib(server.pid)

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import frame, manage, sequential  # noqa: E402
+from bench import frame, manage, sequential, start_daphne  # noqa: E402
 
-from coordination.processes import daphne_command, free_port, wait_until_serving  # noqa: E402
+from coordination.processes import free_port, wait_until_serving  # noqa: E402
 
 
 class Operator:
@@ -140,14 +140,7 @@ def measure(mode: str, frames: int, count: int) -> dict:
         "from django.contrib.auth.models import User; "
         "User.objects.filter(username='boss').update(email='boss@example.test')",
     )
-    port = free_port()
-    server = subprocess.Popen(
-        daphne_command("127.0.0.1", port, access_log=False),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "daphne.log").open("w"),
-    )
+    server, port = start_daphne(env, workdir)
     sweeper = subprocess.Popen(
         [sys.executable, "manage.py", "sweep"],
         cwd=ROOT,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from ltpdash_client import Gate
 
@@ -60,3 +64,21 @@ class Bank:
             return f"sent {amount_eur} EUR to {account}"
 
         self.transfer = transfer
+
+
+@dataclass
+class Transfer:
+    gate: Gate
+    bank: Bank
+    call: Future[str]
+    escalation: Escalation
+
+
+@contextmanager
+def transfer_waiting(url: str, agents) -> Iterator[Transfer]:
+    """The bank's gated transfer of 5000 EUR to acme, called in a thread through a gate to
+    `url` and waiting on the escalation it opened; the gate closes after the block."""
+    with gate_for(url, agents) as gate, ThreadPoolExecutor(1) as pool:
+        bank = Bank(gate)
+        call = pool.submit(bank.transfer, "acme", 5000)
+        yield Transfer(gate, bank, call, pending_escalation("transfer_money"))

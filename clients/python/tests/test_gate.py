@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from gate_helpers import COORDINATION, Bank, decide, gate_for, pending_escalation
+from gate_helpers import COORDINATION, decide, gate_for, pending_escalation, transfer_waiting
 from ltpdash_client import Rejected
 
 from coordination.models import HUMAN_PREFIX, Frame
@@ -30,11 +29,8 @@ def _export() -> str:
 
 def test_a_gated_call_runs_once_with_the_amended_arguments(live, agents, operators):
     alice = Operator(live.http, operators["alice"])
-    with gate_for(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
-        bank = Bank(gate)
-        call = pool.submit(bank.transfer, "acme", 5000)
-
-        escalation = pending_escalation("transfer_money")
+    with transfer_waiting(live.agent_url, agents) as transfer:
+        bank, call, escalation = transfer.bank, transfer.call, transfer.escalation
         page = alice.get("/escalations/").body
         assert (
             "If you approve: <strong>triage-agent</strong> will <code>transfer_money</code> "
@@ -62,10 +58,8 @@ def test_a_gated_call_runs_once_with_the_amended_arguments(live, agents, operato
 
 def test_a_rejected_call_never_runs_and_carries_the_note(live, agents, operators):
     alice = Operator(live.http, operators["alice"])
-    with gate_for(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
-        bank = Bank(gate)
-        call = pool.submit(bank.transfer, "acme", 5000)
-        escalation = pending_escalation("transfer_money")
+    with transfer_waiting(live.agent_url, agents) as transfer:
+        bank, call, escalation = transfer.bank, transfer.call, transfer.escalation
         alice.post(
             f"/escalations/{escalation.pk}/decide/",
             {
@@ -106,10 +100,9 @@ def test_a_call_waiting_while_daphne_restarts_completes_once_after_the_decision(
     first = start_daphne(tmp_path)
     second = None
     try:
-        with gate_for(first.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
-            bank = Bank(gate)
-            call = pool.submit(bank.transfer, "acme", 5000)
-            escalation = pending_escalation("transfer_money")
+        with transfer_waiting(first.agent_url, agents) as transfer:
+            gate, bank, call = transfer.gate, transfer.bank, transfer.call
+            escalation = transfer.escalation
 
             # The server dies under the waiting call, and a new one starts on the same port.
             first.process.send_signal(signal.SIGKILL)

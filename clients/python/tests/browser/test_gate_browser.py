@@ -5,10 +5,9 @@ once with 4000 (issues #11 and #14)."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from gate_helpers import COORDINATION, Bank, gate_for, pending_escalation
+from gate_helpers import COORDINATION, transfer_waiting
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -16,10 +15,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 def test_an_approver_amends_the_arguments_in_the_browser(live, agents, operators, browser_page):
     browser_page.log_in("alice", "pw-alice")
-    with gate_for(live.agent_url, agents) as gate, ThreadPoolExecutor(1) as pool:
-        bank = Bank(gate)
-        call = pool.submit(bank.transfer, "acme", 5000)
-        pending_escalation("transfer_money")
+    with transfer_waiting(live.agent_url, agents) as transfer:
+        bank, call = transfer.bank, transfer.call
 
         inbox = browser_page.goto("/escalations/")
         card = inbox.locator("article.escalation", has_text="refund duplicated charge")

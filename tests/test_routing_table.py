@@ -23,6 +23,15 @@ def rule(metrics_b_token):
     return RoutingRule.objects.create(need="metrics", agents=["metrics-agent", "metrics-agent-b"])
 
 
+def saved_by_ada(client_for, need: str, agents: str, htmx: bool = False):
+    """ada (an admin) saves the rule for `need` in the console, through htmx or a plain form."""
+    return client_for("ada").post(
+        reverse("routing-rule-save"),
+        {"need": need, "agents": agents},
+        headers={"HX-Request": "true"} if htmx else {},
+    )
+
+
 # --- access ------------------------------------------------------------------------------------
 
 
@@ -72,10 +81,7 @@ def test_admin_sees_the_rules_and_the_audit_record(client_for, rule):
 
 @pytest.mark.django_db
 def test_admin_adds_a_rule_and_the_change_records_who(client_for, operators, agents):
-    client = client_for("ada")
-    response = client.post(
-        reverse("routing-rule-save"), {"need": "database", "agents": "metrics-agent, triage-agent"}
-    )
+    response = saved_by_ada(client_for, "database", "metrics-agent, triage-agent")
 
     assert response.status_code == 302
     assert response["Location"] == reverse("routing-table")
@@ -92,11 +98,7 @@ def test_admin_adds_a_rule_and_the_change_records_who(client_for, operators, age
 
 @pytest.mark.django_db
 def test_admin_reorders_a_rule_through_htmx_and_gets_the_fragment(client_for, rule):
-    response = client_for("ada").post(
-        reverse("routing-rule-save"),
-        {"need": "metrics", "agents": "metrics-agent-b, metrics-agent"},
-        headers={"HX-Request": "true"},
-    )
+    response = saved_by_ada(client_for, "metrics", "metrics-agent-b, metrics-agent", htmx=True)
 
     assert response.status_code == 200
     fragment = response.content.decode()
@@ -112,11 +114,7 @@ def test_admin_reorders_a_rule_through_htmx_and_gets_the_fragment(client_for, ru
 
 @pytest.mark.django_db
 def test_saving_a_rule_unchanged_adds_nothing_to_the_audit_record(client_for, rule):
-    response = client_for("ada").post(
-        reverse("routing-rule-save"),
-        {"need": "metrics", "agents": "metrics-agent, metrics-agent-b"},
-        headers={"HX-Request": "true"},
-    )
+    response = saved_by_ada(client_for, "metrics", "metrics-agent, metrics-agent-b", htmx=True)
 
     assert "metrics → metrics-agent, metrics-agent-b: unchanged." in response.content.decode()
     assert not RoutingChange.objects.exists()
@@ -124,9 +122,7 @@ def test_saving_a_rule_unchanged_adds_nothing_to_the_audit_record(client_for, ru
 
 @pytest.mark.django_db
 def test_a_rule_naming_an_unknown_agent_is_refused(client_for, rule):
-    response = client_for("ada").post(
-        reverse("routing-rule-save"), {"need": "metrics", "agents": "metrics-agent, metrcs-agent-b"}
-    )
+    response = saved_by_ada(client_for, "metrics", "metrics-agent, metrcs-agent-b")
 
     assert response.status_code == 400
     assert "No agent named metrcs-agent-b." in response.content.decode()
@@ -195,10 +191,7 @@ async def test_a_console_change_takes_effect_for_the_next_request(
 
         @sync_to_async
         def reorder_in_console():
-            response = client_for("ada").post(
-                reverse("routing-rule-save"),
-                {"need": "metrics", "agents": "metrics-agent-b, metrics-agent"},
-            )
+            response = saved_by_ada(client_for, "metrics", "metrics-agent-b, metrics-agent")
             assert response.status_code == 302
 
         await reorder_in_console()

@@ -46,6 +46,12 @@ def pass_deadline() -> Escalation:
     return escalation
 
 
+async def escalate(metrics) -> str:
+    """metrics-agent sends the seed's response, whose branch escalates; the id of that frame
+    (what the decision answers)."""
+    return acked_id(await metrics.send(SEED_RESPONSE), "route_response")
+
+
 async def sweep(default: str = "reject") -> str:
     """One sweep pass that applies `default` at escalation deadlines."""
     return await asweep_once(ESCALATION_DEFAULT=default)
@@ -55,7 +61,7 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
     live, agents, settings
 ):
     async with metrics_client(live, agents) as metrics:
-        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
+        escalated = await escalate(metrics)
         escalation = await pass_deadline()
 
         swept = await sweep()
@@ -88,7 +94,7 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
 
 async def test_default_decision_reaches_an_agent_that_was_away_when_it_was_made(live, agents):
     async with metrics_client(live, agents) as metrics:
-        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
+        escalated = await escalate(metrics)
     await pass_deadline()
     await sweep()  # the agent is not connected: the decision waits in its outbox
 
@@ -107,7 +113,7 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
     live, agents, operators, settings
 ):
     async with metrics_client(live, agents) as metrics:
-        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
+        escalated = await escalate(metrics)
         escalation = await pass_deadline()
 
         swept = await sweep("next_tier")
@@ -149,7 +155,7 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
 
 async def test_second_tier_past_its_deadline_gets_the_reject_default(live, agents):
     async with metrics_client(live, agents) as metrics:
-        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
+        escalated = await escalate(metrics)
         await pass_deadline()
         await sweep("next_tier")
         await pass_deadline()
@@ -176,7 +182,7 @@ async def test_second_tier_past_its_deadline_gets_the_reject_default(live, agent
 async def test_deadline_follows_the_coordinations_own_setting(live, agents):
     await sync_to_async(Coordination.objects.create)(key=KEY, escalation_deadline_seconds=120)
     async with metrics_client(live, agents) as metrics:
-        escalated = acked_id(await metrics.send(SEED_RESPONSE), "route_response")
+        escalated = await escalate(metrics)
 
         @sync_to_async
         def waiting_time():

@@ -46,6 +46,18 @@ def pass_deadline() -> Escalation:
     return escalation
 
 
+async def deadline_passes(default: str = "reject") -> tuple[Escalation, str]:
+    """The pending escalation's deadline goes by, then one sweep pass: the escalation, and
+    what the pass wrote."""
+    escalation = await pass_deadline()
+    return escalation, await sweep(default)
+
+
+async def trace_verifies() -> None:
+    verdict = await averified_trace()
+    assert verdict.ok, verdict.why
+
+
 async def escalate(metrics) -> str:
     """metrics-agent sends the seed's response, whose branch escalates; the id of that frame
     (what the decision answers)."""
@@ -62,9 +74,7 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
 ):
     async with metrics_client(live, agents) as metrics:
         escalated = await escalate(metrics)
-        escalation = await pass_deadline()
-
-        swept = await sweep()
+        escalation, swept = await deadline_passes()
         assert f"{KEY}: escalation {escalation.pk} default applied: rejected" in swept
 
         decision = await metrics.receive(type="route_response", where=about(escalated))
@@ -88,15 +98,13 @@ async def test_undecided_escalation_gets_the_reject_default_and_the_agent_receiv
         assert Frame.objects.filter(coordination__key=KEY, ltp_id=decision["id"]).count() == 1
 
     await check()
-    verdict = await averified_trace()
-    assert verdict.ok, verdict.why
+    await trace_verifies()
 
 
 async def test_default_decision_reaches_an_agent_that_was_away_when_it_was_made(live, agents):
     async with metrics_client(live, agents) as metrics:
         escalated = await escalate(metrics)
-    await pass_deadline()
-    await sweep()  # the agent is not connected: the decision waits in its outbox
+    await deadline_passes()  # the agent is not connected: the decision waits in its outbox
 
     async with metrics_client(live, agents) as metrics:
         decision = await metrics.receive(type="route_response", where=about(escalated))
@@ -114,9 +122,7 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
 ):
     async with metrics_client(live, agents) as metrics:
         escalated = await escalate(metrics)
-        escalation = await pass_deadline()
-
-        swept = await sweep("next_tier")
+        escalation, swept = await deadline_passes("next_tier")
         assert f"{KEY}: escalation {escalation.pk} moved to tier 2 (admins)" in swept
 
         notice = await metrics.receive(type="route_response", where=about(escalated))
@@ -149,18 +155,14 @@ async def test_undecided_escalation_moves_to_the_admins_with_the_reason(
         assert decision["payload"]["branches"][0]["action"] == "approve"
         assert decision["payload"]["branches"][0]["reason"] == "page the DB on-call"
 
-    verdict = await averified_trace()
-    assert verdict.ok, verdict.why
+    await trace_verifies()
 
 
 async def test_second_tier_past_its_deadline_gets_the_reject_default(live, agents):
     async with metrics_client(live, agents) as metrics:
         escalated = await escalate(metrics)
-        await pass_deadline()
-        await sweep("next_tier")
-        await pass_deadline()
-
-        swept = await sweep("next_tier")
+        await deadline_passes("next_tier")
+        _, swept = await deadline_passes("next_tier")
         assert "default applied: rejected" in swept
         decision = await metrics.receive(
             type="route_response",
@@ -190,8 +192,7 @@ async def test_deadline_follows_the_coordinations_own_setting(live, agents):
             return (escalation.deadline - escalation.created_at).total_seconds()
 
         assert round(await waiting_time()) == 120
-        await pass_deadline()
-        await sweep()
+        await deadline_passes()
         decision = await metrics.receive(type="route_response", where=about(escalated))
         assert decision["payload"]["branches"][0]["reason"] == (
             "no decision within 120s; default applied: reject"

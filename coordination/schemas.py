@@ -13,23 +13,29 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
     body_too_large         HTTP body over 2 MiB (413)
     too_many_frames        HTTP request with over LTP_MAX_FRAMES_PER_REQUEST frames (413)
     malformed_json         not JSON, not UTF-8, or NaN/Infinity in it
+    too_deep               objects and lists nested deeper than MAX_DEPTH (32) levels
     empty_message          an empty list or an empty bundle: nothing to store
     not_an_object          a frame (or list item) that is not a JSON object
     unsupported_version    `v` missing or not the string "0.1"
     missing_id             `id` missing, empty, not a string, or over 200 characters
-    invalid_ts             `ts` neither Unix milliseconds nor an ISO-8601 string
+    invalid_ts             `ts` neither Unix milliseconds nor an ISO-8601 string, or outside
+                           1970-01-01 .. 9999-12-31 UTC (0 .. 253402300799999 ms)
     invalid_type           `type` missing or not a non-empty string
     payload_not_object     `payload` missing or not an object (also per frame of a bundle)
     invalid_envelope       `from`, `to` or `coordination_id` not a string (or too long)
     unsafe_integer         an integer beyond +-(2^53 - 1) anywhere in the frame
     unrepresentable_value  a value with no canonical JSON form (e.g. 1e400, which is Infinity)
+    invalid_text           a string (or object key) holding a NUL character or a lone UTF-16
+                           surrogate (e.g. "\\ud800"): no database can store it as text
     sender_mismatch        `from` names another agent than the authenticated one
+    internal_error         an unexpected fault in ltpdash: not stored (the socket stays open)
     storage_failed         the database refused the write: not acknowledged, send it again
                            (HTTP 503 when nothing in the request was stored)
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,7 +52,7 @@ from pydantic import (
     field_validator,
 )
 
-from coordination.canonical import MAX_SAFE_INTEGER
+from coordination.canonical import MAX_SAFE_INTEGER, parse_json
 
 VERSION = "0.1"
 KNOWN_TYPES = frozenset(
@@ -75,6 +81,27 @@ def _ts(value: Any) -> Any:
     return value
 
 
+# The ts range ltpdash stores: 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z (a datetime can
+# hold it, every database stores it, and it is far inside JavaScript's safe integers).
+MIN_TS_MS = 0
+MAX_TS_MS = 253402300799999
+# Nesting depth of a message (a list of bundles of payloads is about 5): past this a message is
+# refused before anything walks it.
+MAX_DEPTH = 32
+# What no database stores as text: NUL (PostgreSQL) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _ms(value: int | float | str) -> int:
+    try:
+        ms = int(parse_iso(value).timestamp() * 1000) if isinstance(value, str) else int(value)
+    except (ValueError, OverflowError):
+        raise ValueError("ts is out of range") from None
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        raise ValueError("ts is out of range")
+    return ms
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 
@@ -90,15 +117,12 @@ class Envelope(BaseModel):
     @field_validator("ts")
     @classmethod
     def _ts_readable(cls, value: int | float | str) -> int | float | str:
-        if isinstance(value, str):
-            parse_iso(value)
+        _ms(value)
         return value
 
     @property
     def ts_ms(self) -> int:
-        if isinstance(self.ts, str):
-            return int(parse_iso(self.ts).timestamp() * 1000)
-        return int(self.ts)
+        return _ms(self.ts)
 
 
 def parse_iso(value: str) -> datetime:
@@ -113,7 +137,11 @@ def parse_iso(value: str) -> datetime:
 _ENVELOPE_ERRORS = {
     "v": ("unsupported_version", 'LTP version must be the string "0.1".'),
     "id": ("missing_id", "Every frame needs a non-empty string id (at most 200 characters)."),
-    "ts": ("invalid_ts", "ts must be Unix milliseconds or an ISO-8601 string."),
+    "ts": (
+        "invalid_ts",
+        "ts must be Unix milliseconds or an ISO-8601 string between 1970 and 9999. "
+        "Nothing was stored.",
+    ),
     "type": ("invalid_type", "type must be a non-empty string."),
     "payload": ("payload_not_object", "payload must be a JSON object."),
     "from": ("invalid_envelope", "from must be a string."),
@@ -127,7 +155,9 @@ def parse_envelope(data: Any) -> Envelope:
     if not isinstance(data, dict):
         raise FrameError("not_an_object", "A frame must be a JSON object.")
     frame_id = data.get("id") if isinstance(data.get("id"), str) and data["id"] else None
-    _check_integers(data, frame_id)
+    if frame_id is not None and _UNSTORABLE.search(frame_id):
+        frame_id = None  # an error frame cannot name it either
+    _check_values(data, frame_id)
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
@@ -140,21 +170,66 @@ def parse_envelope(data: Any) -> Envelope:
         raise FrameError(code, message, frame_id) from None
 
 
-def _check_integers(value: Any, frame_id: str | None) -> None:
-    # JavaScript cannot represent these, so the chain hash would not verify elsewhere.
-    if isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise FrameError(
-                "unsafe_integer",
-                "Integers beyond ±(2^53−1) cannot be represented in LTP; send them as strings.",
-                frame_id,
-            )
-    elif isinstance(value, dict):
-        for item in value.values():
-            _check_integers(item, frame_id)
-    elif isinstance(value, list):
-        for item in value:
-            _check_integers(item, frame_id)
+def _check_values(value: Any, frame_id: str | None) -> None:
+    """Integers JavaScript can represent, strings a database can store (walked without
+    recursion; the depth is already bounded by `parse_message`)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                raise FrameError(
+                    "invalid_text",
+                    "Strings may not hold NUL characters or lone UTF-16 surrogates; "
+                    "this frame cannot be stored.",
+                    frame_id,
+                )
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            # JavaScript cannot represent these, so the chain hash would not verify elsewhere.
+            if abs(item) > MAX_SAFE_INTEGER:
+                raise FrameError(
+                    "unsafe_integer",
+                    "Integers beyond ±(2^53−1) cannot be represented in LTP; send them as strings.",
+                    frame_id,
+                )
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_message(raw: str | bytes) -> Any:
+    """What an agent sent, as JSON, or FrameError: `malformed_json` or `too_deep`."""
+    try:
+        data = parse_json(raw)
+    except RecursionError:
+        raise FrameError("too_deep", _TOO_DEEP) from None
+    except (ValueError, UnicodeDecodeError):
+        raise FrameError(
+            "malformed_json", "The message is not valid JSON. Nothing was stored."
+        ) from None
+    if _depth(data) > MAX_DEPTH:
+        raise FrameError("too_deep", _TOO_DEEP)
+    return data
+
+
+_TOO_DEEP = f"Objects and lists may nest at most {MAX_DEPTH} deep. Nothing was stored."
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 # --- bundles ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from coordination.models import Agent, Delivery
+from coordination.models import Agent, Connection, Delivery
 from coordination.processes import daphne_command, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def live(daphne_server, transactional_db):
     # Daphne records disconnects (presence frames) after the client has gone; flushing the
     # database under it deadlocks on PostgreSQL. Wait until it has settled.
     deadline = time.monotonic() + 10
-    while Agent.objects.filter(connections__gt=0).exists() and time.monotonic() < deadline:
+    while Connection.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -166,6 +166,18 @@ def agent_socket(token: str) -> WebsocketCommunicator:
     return WebsocketCommunicator(
         application, "/ws/agent/", headers=[(b"authorization", f"Bearer {token}".encode())]
     )
+
+
+def live_connection(agent: Agent) -> None:
+    """Give `agent` a live connection row, as an open socket would (presence: connected)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Connection.objects.create(
+        agent=agent, channel_name="test", server="test",
+        alive_until=timezone.now() + timedelta(hours=1),
+    )  # fmt: skip
 
 
 async def until_acked(agent: Agent, frame_id: str, timeout: float = 10) -> None:

@@ -17,6 +17,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
+from tests.conftest import live_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,8 @@ KEY = "incident-4821"
 @pytest.fixture
 def online(agents):
     # The target is reachable: whatever stops the request, it is not presence.
-    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE, connections=1)
+    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE)
+    live_connection(agents.metrics)
     return agents
 
 

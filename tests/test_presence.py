@@ -9,6 +9,7 @@ from django.utils import timezone
 from coordination import presence, sweeper
 from coordination.ingest import ingest
 from coordination.models import Agent, Frame, Presence
+from tests.conftest import live_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -22,9 +23,10 @@ def hello(agent):
 
 
 def connected_and_overdue(agent, connections=1):
+    for _ in range(connections):
+        live_connection(agent)
     Agent.objects.filter(pk=agent.pk).update(
         presence=Presence.ONLINE,
-        connections=connections,
         heartbeat_deadline=timezone.now() - timedelta(seconds=1),
     )
 

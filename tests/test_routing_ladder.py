@@ -13,6 +13,7 @@ from coordination.models import (
     RouteRequest,
     RoutingRule,
 )
+from tests.conftest import live_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,8 @@ def online(*names: str) -> list[Agent]:
     found = []
     for name in names:
         agent = Agent.objects.filter(name=name).first() or Agent.create_with_token(name)[0]
-        Agent.objects.filter(pk=agent.pk).update(presence=Presence.ONLINE, connections=1)
+        Agent.objects.filter(pk=agent.pk).update(presence=Presence.ONLINE)
+        live_connection(agent)
         found.append(agent)
     return found
 

@@ -27,6 +27,7 @@ from coordination.models import (
     RouteRequest,
 )
 from coordination.trace import verify_trace
+from tests.conftest import live_connection
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -56,7 +57,8 @@ def send(agent, data):
 def overdue(agents):
     """N silent-to-be agents, N unanswered requests and N undecided escalations, every
     deadline an hour past."""
-    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE, connections=1)
+    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE)
+    live_connection(agents.metrics)
     for i in range(N):
         agent, _ = Agent.create_with_token(f"worker-{i}")
         send(agent, frame(f"hello-{i}", "hello", {"coordination_id": KEY}))
@@ -69,8 +71,10 @@ def overdue(agents):
                 {"in_reply_to": f"other-{i}", "branches": [{"action": "escalate"}]},
             ),
         )
+    for worker in Agent.objects.filter(name__startswith="worker-"):
+        live_connection(worker)
     Agent.objects.filter(name__startswith="worker-").update(
-        presence=Presence.ONLINE, connections=1, heartbeat_deadline=F("heartbeat_deadline") - AGO
+        presence=Presence.ONLINE, heartbeat_deadline=F("heartbeat_deadline") - AGO
     )
     RouteRequest.objects.update(deadline=F("deadline") - AGO)
     Escalation.objects.update(deadline=F("deadline") - AGO)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,6 +44,40 @@ class FastDispatchMixin:
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    # Channels reads the channel layer in the same loop as the socket: a layer that fails
+    # (Redis away) would end the socket with 1011. The socket outlives it instead; what the
+    # layer would have announced is caught up from the database meanwhile.
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        async def resilient() -> dict[str, Any]:
+            pause = 0.5
+            while True:
+                try:
+                    return await receive()
+                except Exception:  # the layer's own errors have no common base class
+                    log.warning("channel layer unavailable; retrying in %.1f s", pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+
+        self._channel_receive = resilient
+
+
+async def _joined(consumer: AsyncWebsocketConsumer, group: str, join: bool) -> None:
+    """Join or leave a channel-layer group. With the layer away (Redis down) the socket still
+    works: agents get owed frames from the outbox check, pages from their refresh timer."""
+    layer = consumer.channel_layer
+    try:
+        if join:
+            await layer.group_add(group, consumer.channel_name)
+        else:
+            await layer.group_discard(group, consumer.channel_name)
+    except Exception:  # the layer's own errors have no common base class
+        log.warning("channel layer unavailable for %s; relying on the database", group)
 
 
 def _authorization(scope: dict[str, Any]) -> bytes | None:
@@ -90,7 +125,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             self.closing = True
             await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections")
             return
-        await self.channel_layer.group_add(agent_group(self.agent.pk), self.channel_name)
+        await _joined(self, agent_group(self.agent.pk), join=True)
         self.tasks = [
             asyncio.create_task(self._watch_outbox()),
             asyncio.create_task(self._keep_alive()),
@@ -101,7 +136,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             return
         for task in self.tasks:
             task.cancel()
-        await self.channel_layer.group_discard(agent_group(self.agent.pk), self.channel_name)
+        await _joined(self, agent_group(self.agent.pk), join=False)
         async with events.acollecting():
             await database_sync_to_async(connections.closed)(self.agent, self.connection)
 
@@ -242,7 +277,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             await self.close()
             return
         for group in self.groups_to_join:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await _joined(self, group, join=True)
         await self.accept()
         self.wake = asyncio.Event()
         self.refresher = asyncio.create_task(self._refresh_loop(page))
@@ -258,7 +293,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             return
         self.refresher.cancel()
         for group in self.groups_to_join:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await _joined(self, group, join=False)
 
     async def coordination_changed(self, event: dict[str, Any]) -> None:
         self.wake.set()

@@ -30,7 +30,11 @@ from coordination.models import (
 )
 
 # Frames sent in one message at most; a page further behind gets several messages.
-LIVE_BATCH = 200
+LIVE_BATCH = 50
+# A page that connects further behind than this (an old tab, `?seq=0`) gets only the newest
+# frames and a note with a link to reload: catching up a long chain would hold the database
+# thread that agents' frames need. Older frames stay a click away (the timeline's pages).
+LIVE_CATCH_UP = 50
 # Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
 # not resent (console.js keeps those current), so a half-typed note is not wiped for it.
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
@@ -153,6 +157,10 @@ class CoordinationPage(LivePage):
         self.coordination_pk = coordination.pk
         self.key = coordination.key
         self.seq = seq
+        self.skipped = 0
+        if coordination.head_seq - seq > LIVE_CATCH_UP:
+            self.skipped = coordination.head_seq - LIVE_CATCH_UP - max(seq, 0)
+            self.seq = coordination.head_seq - LIVE_CATCH_UP
         self.can_take_over = user.has_perm("coordination.take_over")
 
     def fingerprint(self) -> tuple[Any, ...]:
@@ -173,13 +181,17 @@ class CoordinationPage(LivePage):
         )
 
     def news(self) -> tuple[list[str], bool]:
-        frames = present.frames_after(self.coordination_pk, self.seq, LIVE_BATCH)
+        frames = present.frames_after(self.coordination_pk, self.seq, LIVE_BATCH + 1)
         if not frames:
             return [], False
+        more = len(frames) > LIVE_BATCH
+        frames = frames[:LIVE_BATCH]
         self.seq = frames[-1].seq or self.seq
         rows = [present.TimelineRow(frame) for frame in reversed(frames)]
-        html = render_to_string("coordination/coordination_detail.html#live-rows", {"rows": rows})
-        return [html], len(frames) == LIVE_BATCH
+        context = {"rows": rows, "skipped": self.skipped, "reload": self.next_url()}
+        self.skipped = 0
+        html = render_to_string("coordination/coordination_detail.html#live-rows", context)
+        return [html], more
 
     def render_blocks(self) -> dict[str, str]:
         coordination = Coordination.objects.select_related("owner", "latest_snapshot").get(

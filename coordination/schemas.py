@@ -23,7 +23,8 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
     invalid_type           `type` missing or not a non-empty string
     payload_not_object     `payload` missing or not an object (also per frame of a bundle)
     invalid_envelope       `from`, `to` or `coordination_id` not a string (or too long)
-    unsafe_integer         an integer beyond +-(2^53 - 1) anywhere in the frame
+    unsafe_integer         an integer beyond +-(2^53 - 1) anywhere in the frame (also a number
+                           like 1e20 that JavaScript would print as such an integer)
     unrepresentable_value  a value with no canonical JSON form (e.g. 1e400, which is Infinity)
     invalid_text           a string (or object key) holding a NUL character or a lone UTF-16
                            surrogate (e.g. "\\ud800"): no database can store it as text
@@ -157,7 +158,8 @@ def parse_envelope(data: Any) -> Envelope:
     frame_id = data.get("id") if isinstance(data.get("id"), str) and data["id"] else None
     if frame_id is not None and _UNSTORABLE.search(frame_id):
         frame_id = None  # an error frame cannot name it either
-    _check_values(data, frame_id)
+    # `ts` is judged by its own rule (invalid_ts), the rest here.
+    _check_values([value for key, value in data.items() if key != "ts"], frame_id)
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
@@ -194,11 +196,26 @@ def _check_values(value: Any, frame_id: str | None) -> None:
                     "Integers beyond ±(2^53−1) cannot be represented in LTP; send them as strings.",
                     frame_id,
                 )
+        elif isinstance(item, float):
+            # JavaScript prints these as integer digits (1e20 is "100000000000000000000"),
+            # which read back as an integer it cannot represent: the chain would not verify.
+            if MAX_SAFE_INTEGER < abs(item) < 1e21:
+                raise FrameError(
+                    "unsafe_integer",
+                    "Numbers between 2^53 and 1e21 cannot be represented exactly in LTP; "
+                    "send them as strings.",
+                    frame_id,
+                )
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def storable(text: str) -> bool:
+    """Whether a database can hold `text` (no NUL, no lone surrogate)."""
+    return _UNSTORABLE.search(text) is None
 
 
 def parse_message(raw: str | bytes) -> Any:

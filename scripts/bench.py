@@ -3,6 +3,7 @@
     ./scripts/bench.sh                     # embedded default: SQLite WAL + in-memory layer
     ./scripts/bench.sh --scale-out         # PostgreSQL + Redis (DATABASE_URL / REDIS_URL)
     ./scripts/bench.sh --frames 2000 --agents 8
+    ./scripts/bench.sh --flood             # issue 9's flood case at a limit of 100 frames/s
 
 Prints figures, not verdicts. Machines are noisy, so the ratios matter more than the
 absolute numbers: stored frames (a chain entry and its effects) vs heartbeats (one presence
@@ -27,6 +28,7 @@ import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from coordination.processes import daphne_command, free_port, wait_until_serving  # noqa: E402
 
@@ -141,7 +143,13 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=4, help="concurrent agents")
     parser.add_argument("--window", type=int, default=32, help="frames in flight per agent")
     parser.add_argument("--scale-out", action="store_true", help="use DATABASE_URL / REDIS_URL")
+    parser.add_argument(
+        "--flood", action="store_true", help="one agent floods (socket, then HTTP), one works"
+    )
     args = parser.parse_args()
+    if args.flood:
+        run_flood(args.scale_out)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="ltpdash-bench-"))
     env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": "100000"}
@@ -213,6 +221,35 @@ def main() -> None:
         f"daphne RSS: {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after "
         f"(+{(rss_after - rss_before) / 1024:.1f} MiB)"
     )
+
+
+def run_flood(scale_out: bool, limit: int = 100) -> None:
+    from flood import flood, report
+
+    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-flood-"))
+    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": str(limit)}
+    if not scale_out:
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+    manage(env, "migrate", "--no-input", "-v0")
+    tokens = {
+        name: manage(env, "createagent", name, "--token-only") for name in ("neighbour", "flooder")
+    }
+    port = free_port()
+    server = subprocess.Popen(
+        daphne_command("127.0.0.1", port, access_log=False),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "daphne.log").open("w"),
+    )
+    try:
+        wait_until_serving("127.0.0.1", port, server)
+        figures = asyncio.run(flood(f"http://127.0.0.1:{port}", tokens))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print("\n".join(report(figures, limit)))
 
 
 if __name__ == "__main__":

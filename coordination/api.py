@@ -6,6 +6,7 @@ Errors are `{"error": {"code", "message"}}` with short stable codes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from functools import wraps
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from coordination import conformance, limits
 from coordination.conformance import verify_flow
 from coordination.ingest import STORAGE_FAILED
-from coordination.intake import frames_of, take_in
+from coordination.intake import RATE_LIMITED, frames_of, take_in, too_fast
 from coordination.models import Agent, Coordination
 from coordination.rehydrate import rehydrate
 from coordination.schemas import FrameError, parse_message
@@ -67,6 +68,11 @@ async def frames(request: HttpRequest) -> JsonResponse:
     agent = await sync_to_async(Agent.from_authorization)(request.headers.get("Authorization"))
     if agent is None:
         return _unauthorized()
+    if limits.exhausted(agent.pk):
+        # Over budget already: refused before the body is even parsed (cheap for a flooder).
+        return api_error(
+            429, RATE_LIMITED, too_fast(), Retry_After=str(limits.retry_after(agent.pk))
+        )
     refused = _refuse_body(request.body)
     if isinstance(refused, JsonResponse):
         return refused
@@ -81,6 +87,8 @@ async def frames(request: HttpRequest) -> JsonResponse:
             1 for o in chunk.outcomes if o.error and o.error.code == STORAGE_FAILED[0]
         )
     headers = {"Retry-After": str(limits.retry_after(agent.pk))} if rate_limited else {}
+    if rate_limited:
+        await asyncio.sleep(limits.pause(rate_limited))  # backpressure, as on the socket
     if stored or not replies:
         status = 200
     elif rate_limited:

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from coordination import connections, events, outbox
+from coordination import connections, events, limits, outbox
 from coordination.events import DASHBOARD, agent_group, coordination_group
 from coordination.ingest import INTERNAL_ERROR
 from coordination.intake import frames_of, take_in
@@ -183,6 +183,9 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             )
         if await self._struck(refused == len(items)):
             return
+        if refused:
+            # Backpressure: this socket's next message waits until the budget has refilled.
+            await asyncio.sleep(limits.pause(refused))
         if hello is not None:
             await self._replay(hello.coordination_key)
 

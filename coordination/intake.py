@@ -62,7 +62,7 @@ async def take_in(
             chunk.replies = [outcome.to_frame() for outcome in chunk.outcomes]
         for item in part[admitted:]:
             chunk.rate_limited += 1
-            chunk.replies.append(error_frame(RATE_LIMITED, _too_fast(), _id_of(item)))
+            chunk.replies.append(error_frame(RATE_LIMITED, too_fast(), _id_of(item)))
         yield chunk
         # Let other connections' messages in before the next chunk.
         await asyncio.sleep(0)
@@ -88,7 +88,7 @@ def _internal(frame_id: str | None) -> FrameError:
     return FrameError(*INTERNAL_ERROR, frame_id)
 
 
-def _too_fast() -> str:
+def too_fast() -> str:
     return (
         f"Over this agent's budget of {settings.LTP_RATE_LIMIT} frames/s (all its connections "
         "together); this frame was not stored. Slow down and send it again."

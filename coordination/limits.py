@@ -19,7 +19,7 @@ from django.conf import settings
 
 # Frames ingested between two yields to the event loop: one agent's big list cannot hold the
 # server (its one database thread) from the others for longer than this many frames take.
-CHUNK = 10
+CHUNK = 2
 
 
 class TokenBucket:
@@ -57,6 +57,21 @@ def admit(agent_pk: int, frames: int) -> int:
     """How many of `frames` the agent may send now (taken from its budget)."""
     with _lock:
         return _bucket(agent_pk).take(frames)
+
+
+def exhausted(agent_pk: int) -> bool:
+    """Whether the agent's budget has not even one frame left now (nothing taken)."""
+    with _lock:
+        bucket = _bucket(agent_pk)
+        bucket.take(0)  # refills
+        return bucket.tokens < 1
+
+
+def pause(refused: int) -> float:
+    """Seconds to wait before reading more from an agent that just had `refused` frames
+    refused: its excess, at its own rate (at most 2 s). A flooder is slowed in proportion
+    to its excess, and refusing its frames stops costing the server more than its budget."""
+    return min(2.0, refused / float(settings.LTP_RATE_LIMIT))
 
 
 def retry_after(agent_pk: int) -> int:

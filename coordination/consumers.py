@@ -183,8 +183,9 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             )
         if await self._struck(refused == len(items)):
             return
-        if refused:
-            # Backpressure: this socket's next message waits until the budget has refilled.
+        if 0 < refused < len(items):
+            # Backpressure for lists that each get a little of the budget (strikes count
+            # only messages refused whole): the next message waits for the budget to refill.
             await asyncio.sleep(limits.pause(refused))
         if hello is not None:
             await self._replay(hello.coordination_key)

@@ -73,7 +73,8 @@ async def frames(request: HttpRequest) -> JsonResponse:
         return api_error(
             429, RATE_LIMITED, too_fast(), Retry_After=str(limits.retry_after(agent.pk))
         )
-    refused = _refuse_body(request.body)
+    # Read at most one byte past the limit: a huge body is refused without being buffered.
+    refused = _refuse_body(request.read(MAX_BODY_BYTES + 1))
     if isinstance(refused, JsonResponse):
         return refused
     items = frames_of(agent, refused)

@@ -17,9 +17,10 @@ import time
 
 from django.conf import settings
 
-# Frames ingested between two yields to the event loop: one agent's big list cannot hold the
-# server (its one database thread) from the others for longer than this many frames take.
-CHUNK = 2
+# Frames ingested per hop to the database thread, yielding to the event loop between hops.
+# The thread serves hops in order, so another agent's frame waits behind at most this many of
+# a big list's frames: one frame keeps a neighbour's ack within about twice its quiet time.
+CHUNK = 1
 
 
 class TokenBucket:

@@ -137,6 +137,24 @@ async def run(url: str, tokens: dict[str, str], frames: int, window: int) -> dic
     return results
 
 
+def scratch(scale_out: bool, rate_limit: int) -> tuple[Path, dict]:
+    """A scratch directory and the environment of a fresh database for a run."""
+    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-bench-"))
+    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": str(rate_limit)}
+    if not scale_out:
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        return workdir, env
+    env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ltpdash_bench")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/2")
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
+    subprocess.run(
+        [*psql, "DROP DATABASE IF EXISTS ltpdash_bench"], check=False, capture_output=True
+    )
+    subprocess.run([*psql, "CREATE DATABASE ltpdash_bench"], check=True, capture_output=True)
+    return workdir, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=2000, help="frames per scenario")
@@ -151,32 +169,7 @@ def main() -> None:
         run_flood(args.scale_out)
         return
 
-    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-bench-"))
-    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": "100000"}
-    if args.scale_out:
-        env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ltpdash_bench")
-        env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/2")
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-qc",
-                "DROP DATABASE IF EXISTS ltpdash_bench",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE ltpdash_bench"],
-            check=True,
-            capture_output=True,
-        )
-    else:
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
+    workdir, env = scratch(args.scale_out, rate_limit=100000)
     mode = "PostgreSQL + Redis" if args.scale_out else "SQLite WAL + in-memory layer"
     print(f"ltpdash benchmark — {mode}; {args.frames} frames per scenario, {args.agents} agents")
     manage(env, "migrate", "--no-input", "-v0")
@@ -226,11 +219,7 @@ def main() -> None:
 def run_flood(scale_out: bool, limit: int = 100) -> None:
     from flood import flood, report
 
-    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-flood-"))
-    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": str(limit)}
-    if not scale_out:
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
+    workdir, env = scratch(scale_out, rate_limit=limit)
     manage(env, "migrate", "--no-input", "-v0")
     tokens = {
         name: manage(env, "createagent", name, "--token-only") for name in ("neighbour", "flooder")
@@ -249,6 +238,8 @@ def run_flood(scale_out: bool, limit: int = 100) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    mode = "PostgreSQL + Redis" if scale_out else "SQLite WAL + in-memory layer"
+    print(f"ltpdash flood benchmark — {mode}")
     print("\n".join(report(figures, limit)))
 
 

@@ -74,7 +74,8 @@ async def frames(request: HttpRequest) -> JsonResponse:
             429, RATE_LIMITED, too_fast(), Retry_After=str(limits.retry_after(agent.pk))
         )
     # Read at most one byte past the limit: a huge body is refused without being buffered.
-    refused = _refuse_body(request.read(MAX_BODY_BYTES + 1))
+    # Parsing a big body is CPU work: off the event loop (not in the ORM's thread either).
+    refused = await asyncio.to_thread(_refuse_body, request.read(MAX_BODY_BYTES + 1))
     if isinstance(refused, JsonResponse):
         return refused
     items = frames_of(agent, refused)
@@ -99,7 +100,9 @@ async def frames(request: HttpRequest) -> JsonResponse:
         status, headers = 503, {"Retry-After": "1"}
     else:
         status = 400
-    return JsonResponse({"frames": replies}, status=status, headers=headers)
+    return await asyncio.to_thread(
+        JsonResponse, {"frames": replies}, status=status, headers=headers
+    )
 
 
 def _refuse_body(body: bytes) -> JsonResponse | Any:

@@ -40,7 +40,10 @@ async def test_a_flooder_is_held_to_its_budget_and_its_neighbour_keeps_its_pace(
     # Before: 1,400 frames acknowledged in 4 s over the socket, no limit at all over HTTP.
     assert figures["socket_flood_acked_per_s"] <= 2.5 * LIMIT
     assert figures["http_flood_acked_per_s"] <= 2.5 * LIMIT
-    # Before: 17 ms quiet became 780 ms (socket flood) and 2.8 s (HTTP flood). Loose here.
-    bound = 3 * figures["quiet_p99_ms"] + 50
-    assert figures["socket_flood_p99_ms"] <= bound, figures
-    assert figures["http_flood_p99_ms"] <= bound, figures
+    # Before: 17 ms quiet became 780 ms (socket flood) and 2.8 s (HTTP flood); on this
+    # project's old code, measured here, 14 ms became 988 ms and 1,323 ms. The test machine
+    # is shared: one scheduling hiccup is a p99, so the median is held to the bound
+    # and the p99 only loosely (the benchmark prints both).
+    for phase in ("socket_flood", "http_flood"):
+        assert figures[f"{phase}_p50_ms"] <= 2 * figures["quiet_p50_ms"] + 20, figures
+        assert figures[f"{phase}_p99_ms"] <= 3 * figures["quiet_p99_ms"] + 250, figures

@@ -195,12 +195,13 @@ async def until_acked(agent: Agent, frame_id: str, timeout: float = 10) -> None:
 
 
 # Property-based cases run this session, per transport (tests/test_properties.py).
-PROPERTY_CASES = {"socket": 0, "http": 0}
+PROPERTY_CASES = {"socket": 0, "http": 0, "urls": 0}
 
 
 def pytest_terminal_summary(terminalreporter):
     if any(PROPERTY_CASES.values()):
         terminalreporter.write_line(
             f"hypothesis: {sum(PROPERTY_CASES.values())} cases "
-            f"(socket {PROPERTY_CASES['socket']}, http {PROPERTY_CASES['http']})"
+            f"(socket {PROPERTY_CASES['socket']}, http {PROPERTY_CASES['http']}, "
+            f"coordination URLs {PROPERTY_CASES['urls']})"
         )

@@ -206,3 +206,14 @@ def test_http_answers_everything_with_2xx_or_4xx_and_stores_only_what_it_acknowl
         property()
     PROPERTY_CASES["http"] += cases
     _check_stored_and_console("metrics-agent", acked, operators["vic"])
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40))
+@settings(max_examples=EXAMPLES, deadline=None, database=None)
+def test_any_coordination_id_has_one_opaque_path_segment_that_reads_back(key):
+    from django.urls import resolve
+
+    path = reverse("coordination-detail", args=[key])
+    assert path.count("/") == 3 and path.isascii()
+    assert resolve(path).kwargs["key"] == key
+    PROPERTY_CASES["urls"] += 1

@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 from asgiref.sync import sync_to_async
-from coordination.client import LtpClient
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
+from ltpdash_client import LtpClient
 
 from coordination import limits, sweeper
 from coordination.consumers import CLOSE_TOO_MANY_CONNECTIONS

@@ -6,23 +6,26 @@ Errors are `{"error": {"code", "message"}}` with short stable codes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from coordination import conformance, events
-from coordination.canonical import parse_json
+from coordination import conformance, limits
 from coordination.conformance import verify_flow
-from coordination.ingest import STORAGE_FAILED, ingest
+from coordination.ingest import STORAGE_FAILED
+from coordination.intake import RATE_LIMITED, frames_of, take_in, too_fast
 from coordination.models import Agent, Coordination
 from coordination.rehydrate import rehydrate
+from coordination.schemas import FrameError, parse_message
 from coordination.trace import trace_response
 
 # A request may carry many frames; each is still held to LTP_MAX_FRAME_BYTES on its own.
@@ -47,12 +50,7 @@ def agent_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpR
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         agent = Agent.from_authorization(request.headers.get("Authorization"))
         if agent is None:
-            return api_error(
-                401,
-                "unauthorized",
-                "Missing or unknown agent token (Authorization: Bearer <token>).",
-                WWW_Authenticate='Bearer realm="ltpdash"',
-            )
+            return _unauthorized()
         request.agent = agent  # type: ignore[attr-defined]
         return view(request, *args, **kwargs)
 
@@ -61,19 +59,59 @@ def agent_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpR
 
 @csrf_exempt
 @require_POST
-@agent_required
-def frames(request: AgentRequest) -> JsonResponse:
+async def frames(request: HttpRequest) -> JsonResponse:
     """POST one frame, a list of frames, or a bundle. The answer lists one ack or error frame
-    per frame, in order: 200 when at least one was stored, 400 when none was, 503 when none
-    was because the database failed (send them again)."""
+    per frame, in order, and nothing is stored that is not acknowledged in it: 200 when at
+    least one was stored, 429 + Retry-After when none because of the agent's budget, 503 when
+    none because the database failed (send them again), 400 when none could be."""
+    agent = await sync_to_async(Agent.from_authorization)(request.headers.get("Authorization"))
+    if agent is None:
+        return _unauthorized()
+    if limits.exhausted(agent.pk):
+        # Over budget already: refused before the body is even parsed (cheap for a flooder).
+        return api_error(
+            429, RATE_LIMITED, too_fast(), Retry_After=str(limits.retry_after(agent.pk))
+        )
     # Read at most one byte past the limit: a huge body is refused without being buffered.
-    body = request.read(MAX_BODY_BYTES + 1)
+    # Parsing a big body is CPU work: off the event loop (not in the ORM's thread either).
+    refused = await asyncio.to_thread(_refuse_body, request.read(MAX_BODY_BYTES + 1))
+    if isinstance(refused, JsonResponse):
+        return refused
+    items = frames_of(agent, refused)
+    replies: list[dict[str, Any]] = []
+    stored = rate_limited = storage_failed = 0
+    async for chunk in take_in(agent, items, "http", in_request=True):
+        replies.extend(chunk.replies)
+        rate_limited += chunk.rate_limited
+        stored += sum(1 for o in chunk.outcomes if o.error is None)
+        storage_failed += sum(
+            1 for o in chunk.outcomes if o.error and o.error.code == STORAGE_FAILED[0]
+        )
+    headers = {"Retry-After": str(limits.retry_after(agent.pk))} if rate_limited else {}
+    if rate_limited:
+        await asyncio.sleep(limits.pause(rate_limited))  # backpressure, as on the socket
+    if stored or not replies:
+        status = 200
+    elif rate_limited:
+        status = 429
+    elif storage_failed:
+        # Our failure, not the agent's: a 4xx would tell it not to send the frames again.
+        status, headers = 503, {"Retry-After": "1"}
+    else:
+        status = 400
+    return await asyncio.to_thread(
+        JsonResponse, {"frames": replies}, status=status, headers=headers
+    )
+
+
+def _refuse_body(body: bytes) -> JsonResponse | Any:
+    """The body's JSON, or the response refusing the whole request."""
     if len(body) > MAX_BODY_BYTES:
         return api_error(413, "body_too_large", f"A request may be at most {MAX_BODY_BYTES} bytes.")
     try:
-        data = parse_json(body)
-    except (ValueError, UnicodeDecodeError):
-        return api_error(400, "malformed_json", "The body is not valid JSON. Nothing was stored.")
+        data = parse_message(body)
+    except FrameError as exc:
+        return api_error(400, exc.code, exc.message)
     if data == [] or data == {}:
         return api_error(400, "empty_message", "The body holds no frame.")
     items = data if isinstance(data, list) else [data]
@@ -95,19 +133,21 @@ def frames(request: AgentRequest) -> JsonResponse:
             "frame_too_large",
             f"A frame may be at most {limit} bytes. Nothing was stored.",
         )
-    with events.collecting():
-        outcomes = ingest(request.agent, data, session_id="http")
-    replies = [outcome.to_frame() for outcome in outcomes]
-    if not outcomes or any(o.error is None for o in outcomes):
-        return JsonResponse({"frames": replies}, status=200)
-    if any(o.error and o.error.code == STORAGE_FAILED[0] for o in outcomes):
-        # Our failure, not the agent's: a 4xx would tell it not to send the frames again.
-        return JsonResponse({"frames": replies}, status=503, headers={"Retry-After": "1"})
-    return JsonResponse({"frames": replies}, status=400)
+    return data
+
+
+def _unauthorized() -> JsonResponse:
+    return api_error(
+        401,
+        "unauthorized",
+        "Missing or unknown agent token (Authorization: Bearer <token>).",
+        WWW_Authenticate='Bearer realm="ltpdash"',
+    )
 
 
 def _compact(item: Any) -> bytes:
-    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "surrogatepass")
 
 
 def participant_required(

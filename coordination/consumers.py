@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,10 +21,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from coordination import events, outbox, presence
-from coordination.canonical import parse_json
+from coordination import connections, events, limits, outbox
 from coordination.events import DASHBOARD, agent_group, coordination_group
-from coordination.ingest import ingest
+from coordination.ingest import INTERNAL_ERROR
+from coordination.intake import frames_of, take_in
 from coordination.listing import ListQuery
 from coordination.live import (
     CoordinationPage,
@@ -35,15 +35,17 @@ from coordination.live import (
     parse_shown,
 )
 from coordination.models import Agent, Coordination, Escalation
-from coordination.schemas import error_frame
+from coordination.schemas import FrameError, Outcome, error_frame, parse_message
 from coordination.timeline import Filter
 from coordination.watch import AgentSocket, ViewerSocket, unwatch, watch
 
 # Close codes (documented in the README).
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_RATE_LIMITED = 4429
-# Refused frames in a row (rate limit) after which a connection counts as abusive.
+CLOSE_TOO_MANY_CONNECTIONS = 4409
+# Messages refused in a row (rate limit) after which a connection counts as abusive.
 MAX_STRIKES = 100
+log = logging.getLogger(__name__)
 
 
 class FastDispatchMixin:
@@ -53,20 +55,39 @@ class FastDispatchMixin:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    # Channels reads the channel layer in the same loop as the socket: a layer that fails
+    # (Redis away) would end the socket with 1011. The socket outlives it instead; what the
+    # layer would have announced is caught up from the database meanwhile.
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return self._channel_receive
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = burst, time.monotonic()
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        async def resilient() -> dict[str, Any]:
+            pause = 0.5
+            while True:
+                try:
+                    return await receive()
+                except Exception:  # the layer's own errors have no common base class
+                    log.warning("channel layer unavailable; retrying in %.1f s", pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 10.0)
 
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+        self._channel_receive = resilient
+
+
+async def _joined(consumer: AsyncWebsocketConsumer, group: str, join: bool) -> None:
+    """Join or leave a channel-layer group. With the layer away (Redis down) the socket still
+    works: agents get owed frames from the outbox check, pages from their refresh timer."""
+    layer = consumer.channel_layer
+    try:
+        if join:
+            await layer.group_add(group, consumer.channel_name)
+        else:
+            await layer.group_discard(group, consumer.channel_name)
+    except Exception:  # the layer's own errors have no common base class
+        log.warning("channel layer unavailable for %s; relying on the database", group)
 
 
 def _authorization(scope: dict[str, Any]) -> bytes | None:
@@ -96,47 +117,54 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
             return
         self.session_id = uuid.uuid4().hex
-        self.bucket = TokenBucket(settings.LTP_RATE_LIMIT, 2 * settings.LTP_RATE_LIMIT)
         self.strikes = 0
         self.sent: set[int] = set()  # deliveries pushed on this connection
-        await self.channel_layer.group_add(agent_group(self.agent.pk), self.channel_name)
+        async with events.acollecting():
+            self.connection = await database_sync_to_async(connections.opened)(
+                self.agent, self.channel_name
+            )
         await self.accept()
+        if self.connection is None:
+            await self.send_frame(
+                error_frame(
+                    "too_many_connections",
+                    f"This agent already has {settings.LTP_MAX_CONNECTIONS_PER_AGENT} "
+                    "open connections.",
+                )
+            )
+            self.closing = True
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections")
+            return
+        await _joined(self, agent_group(self.agent.pk), join=True)
         self.watched = AgentSocket(self.agent.pk, self.agent.token_hash, self._revoked)
         watch(self.watched)
-        async with events.acollecting():
-            await database_sync_to_async(presence.connected)(self.agent)
-        self.outbox_task = asyncio.create_task(self._watch_outbox())
+        self.tasks = [
+            asyncio.create_task(self._watch_outbox()),
+            asyncio.create_task(self._keep_alive()),
+        ]
 
     async def disconnect(self, code: int) -> None:
-        if self.agent is None:
+        if self.agent is None or getattr(self, "connection", None) is None:
             return
-        self.outbox_task.cancel()
+        for task in self.tasks:
+            task.cancel()
         unwatch(self.watched)
-        await self.channel_layer.group_discard(agent_group(self.agent.pk), self.channel_name)
+        await _joined(self, agent_group(self.agent.pk), join=False)
         async with events.acollecting():
-            await database_sync_to_async(presence.disconnected)(self.agent)
+            await database_sync_to_async(connections.closed)(self.agent, self.connection)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.agent is None or self.closing:
             return
-        if not self.bucket.take():
-            self.strikes += 1
-            if self.strikes >= MAX_STRIKES:
-                await self.send_frame(
-                    error_frame("rate_limited", "Too many frames; closing this connection.")
-                )
-                self.closing = True
-                await self.close(code=CLOSE_RATE_LIMITED, reason="rate limit")
-                return
-            await self.send_frame(
-                error_frame(
-                    "rate_limited",
-                    f"More than {settings.LTP_RATE_LIMIT} frames/s; this frame was not "
-                    "stored. Slow down and resend it.",
-                )
-            )
-            return
-        self.strikes = 0
+        try:
+            await self._receive(text_data, bytes_data)
+        except Exception:
+            # A bug or a fault of ours: logged once, answered, and the socket stays usable.
+            log.exception("agent socket of %s failed on a message", self.agent.name)
+            await self.send_frame(error_frame(*INTERNAL_ERROR))
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        assert self.agent is not None
         raw = text_data if text_data is not None else bytes_data or b""
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
         if size > settings.LTP_MAX_FRAME_BYTES:
@@ -149,30 +177,53 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             )
             return
         try:
-            data = parse_json(raw)
-        except (ValueError, UnicodeDecodeError):
-            await self.send_frame(
-                error_frame("malformed_json", "The message is not valid JSON. Nothing was stored.")
-            )
+            data = parse_message(raw)
+        except FrameError as exc:
+            await self.send_frame(error_frame(exc.code, exc.message))
             return
-        async with events.acollecting():
-            replies, replay = await database_sync_to_async(self._ingest)(data)
-            for reply in replies:
+        items = frames_of(self.agent, data) if data != {} else []
+        if not items:
+            await self.send_frame(error_frame("empty_message", "The message holds no frame."))
+            return
+        hello: Outcome | None = None
+        refused = 0
+        async for chunk in take_in(self.agent, items, self.session_id):
+            for reply in chunk.replies:
                 await self.send_frame(reply)
+            refused += chunk.rate_limited
+            hello = hello or next(
+                (o for o in chunk.outcomes if o.type == "hello" and o.error is None), None
+            )
+        if await self._struck(refused == len(items)):
+            return
+        if 0 < refused < len(items):
+            # Backpressure for lists that each get a little of the budget (strikes count
+            # only messages refused whole): the next message waits for the budget to refill.
+            await asyncio.sleep(limits.pause(refused))
+        if hello is not None:
+            await self._replay(hello.coordination_key)
+
+    async def _struck(self, refused: bool) -> bool:
+        """Count messages refused whole for the rate limit; close after MAX_STRIKES."""
+        self.strikes = self.strikes + 1 if refused else 0
+        if self.strikes < MAX_STRIKES:
+            return False
+        await self.send_frame(error_frame("rate_limited", "Too many frames; closing."))
+        self.closing = True
+        await self.close(code=CLOSE_RATE_LIMITED, reason="rate limit")
+        return True
+
+    async def _replay(self, coordination_key: str | None) -> None:
+        """After hello: continuity, leaving out what this socket has already pushed (an
+        owed frame the outbox check sent before the hello came is not sent twice)."""
+        assert self.agent is not None
+        replay = await database_sync_to_async(outbox.continuity)(self.agent, coordination_key)
         for pk, text in replay:
             if pk is not None:
+                if pk in self.sent:
+                    continue
                 self.sent.add(pk)
             await self.send(text_data=text)
-
-    def _ingest(self, data: Any) -> tuple[list[dict[str, Any]], list[tuple[int | None, str]]]:
-        assert self.agent is not None
-        if data == [] or data == {}:
-            return [error_frame("empty_message", "The message holds no frame.")], []
-        outcomes = ingest(self.agent, data, session_id=self.session_id)
-        replies = [outcome.to_frame() for outcome in outcomes]
-        hello = next((o for o in outcomes if o.type == "hello" and o.error is None), None)
-        replay = outbox.continuity(self.agent, hello.coordination_key) if hello else []
-        return replies, replay
 
     async def _revoked(self) -> None:
         """The token was rotated or revoked: say so, then close (4401)."""
@@ -183,8 +234,26 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED, reason="token revoked")
 
     async def agent_deliver(self, event: dict[str, Any]) -> None:
+        if event["delivery"] in self.sent:
+            return
         self.sent.add(event["delivery"])
         await self.send(text_data=event["frame"])
+
+    async def _keep_alive(self) -> None:
+        # The connection's row says this socket lives; a process that dies stops saying it.
+        while True:
+            await asyncio.sleep(connections.refresh_interval())
+            try:
+                alive = await database_sync_to_async(connections.refreshed)(self.connection)
+                if not alive:  # the sweeper took this socket for dead: count it again
+                    assert self.agent is not None
+                    async with events.acollecting():
+                        reopened = await database_sync_to_async(connections.opened)(
+                            self.agent, self.channel_name
+                        )
+                    self.connection = reopened or self.connection
+            except Exception:
+                log.exception("refreshing the connection of %s failed", self.agent)
 
     async def _watch_outbox(self) -> None:
         # Frames owed that no channel-layer message announced: written by another process
@@ -211,7 +280,6 @@ def _dumps(frame: dict[str, Any]) -> str:
 # are announced by nobody on the in-memory layer, and full channels drop events).
 LIVE_COALESCE_SECONDS = 0.15
 LIVE_CHECK_SECONDS = 2.5
-log = logging.getLogger(__name__)
 
 
 class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
@@ -234,7 +302,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             await self.close()
             return
         for group in self.groups_to_join:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await _joined(self, group, join=True)
         await self.accept()
         session_key = getattr(self.scope.get("session"), "session_key", None) or ""
         self.watched = ViewerSocket(user.pk, session_key, self._revoked)
@@ -254,7 +322,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         unwatch(self.watched)
         self.refresher.cancel()
         for group in self.groups_to_join:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await _joined(self, group, join=False)
 
     async def _revoked(self) -> None:
         """Logged out, deactivated, or no longer allowed to watch: close (4401)."""

@@ -59,6 +59,12 @@ STORAGE_FAILED = (
 )
 
 
+INTERNAL_ERROR = (
+    "internal_error",
+    "ltpdash failed unexpectedly on this frame; it was not stored. The fault is logged.",
+)
+
+
 def ingest(agent: Agent, data: Any, session_id: str = "") -> list[Outcome]:
     """Ingest what an agent sent (frame, list or bundle); one outcome per frame, in order.
 
@@ -66,10 +72,18 @@ def ingest(agent: Agent, data: Any, session_id: str = "") -> list[Outcome]:
     """
     outcomes = []
     for item in expand(data, agent.name):
-        if isinstance(item, dict) and item.get("type") == "ack":
-            apply_agent_ack(agent, item)
-            continue
-        outcomes.append(ingest_frame(agent, item, session_id))
+        try:
+            if isinstance(item, dict) and item.get("type") == "ack":
+                apply_agent_ack(agent, item)
+                continue
+            outcomes.append(ingest_frame(agent, item, session_id))
+        except Exception:
+            # A fault of ours, not the agent's: the frame's transaction rolled back, so it is
+            # answered (not stored) and the frames after it still are ingested.
+            log.exception("ingesting a frame from %s failed", agent.name)
+            frame_id = item.get("id") if isinstance(item, dict) else None
+            error = FrameError(*INTERNAL_ERROR, frame_id if isinstance(frame_id, str) else None)
+            outcomes.append(Outcome(frame_id=error.frame_id, error=error))
     return outcomes
 
 

@@ -30,7 +30,11 @@ from coordination.models import (
 )
 
 # Frames sent in one message at most; a page further behind gets several messages.
-LIVE_BATCH = 200
+LIVE_BATCH = 50
+# A page that connects further behind than this (an old tab, `?seq=0`) gets only the newest
+# frames and a note with a link to reload: catching up a long chain would hold the database
+# thread that agents' frames need. Older frames stay a click away (the timeline's pages).
+LIVE_CATCH_UP = 50
 # Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
 # not resent (console.js keeps those current), so a half-typed note is not wiped for it.
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
@@ -194,6 +198,10 @@ class CoordinationPage(LivePage):
         self.coordination_pk = coordination.pk
         self.key = coordination.key
         self.seq = seq
+        self.skipped = 0
+        if coordination.head_seq - seq > LIVE_CATCH_UP:
+            self.skipped = coordination.head_seq - LIVE_CATCH_UP - max(seq, 0)
+            self.seq = coordination.head_seq - LIVE_CATCH_UP
 
     def fingerprint(self) -> tuple[Any, ...]:
         coordination = Coordination.objects.filter(pk=self.coordination_pk)
@@ -219,7 +227,9 @@ class CoordinationPage(LivePage):
         if not frames:
             return [], more
         rows = timeline.fold([present.TimelineRow(frame) for frame in reversed(frames)])
-        html = render_to_string("coordination/coordination_detail.html#live-rows", {"rows": rows})
+        context = {"rows": rows, "skipped": self.skipped, "reload": self.next_url()}
+        self.skipped = 0
+        html = render_to_string("coordination/coordination_detail.html#live-rows", context)
         return [html], more
 
     def render_blocks(self) -> dict[str, str]:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from coordination import events
 from coordination.models import Agent, Coordination, Delivery, Frame, Orientation
-from coordination.schemas import LTPDASH, emitted
+from coordination.schemas import LTPDASH, emitted, storable
 
 # Owed frames sent in one go at most; the rest follow on the next check.
 OWED_BATCH = 200
@@ -110,6 +110,8 @@ def continuity(agent: Agent, coordination_key: str | None) -> list[tuple[int | N
 def ack(agent: Agent, frame_id: str) -> int:
     """The agent acknowledged the frame with LTP id `frame_id`; returns how many deliveries
     that settled (0 for an unknown or already acknowledged id)."""
+    if not storable(frame_id):
+        return 0  # no frame has such an id (and PostgreSQL refuses NUL in a query)
     return Delivery.objects.filter(agent=agent, ltp_id=frame_id, acked_at=None).update(
         acked_at=timezone.now()
     )

@@ -1,5 +1,5 @@
 """Presence: online (connected, heartbeat fresh), silent (connected, heartbeat overdue),
-offline (disconnected).
+offline (disconnected). Connected means at least one live `Connection` row (connections.py).
 
 Every change is a conditional update (`filter(presence=old).update(...)`), so two processes
 that notice the same change (two sweepers, a sweeper and a reconnect) record it once. A
@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from coordination import events, notifications, outbox
-from coordination.models import Agent, Coordination, Presence
+from coordination.models import Agent, Connection, Coordination, Presence
 
 # Refreshing last_seen on every frame would add a write per frame; this is fine enough for
 # deadlines measured in tens of seconds.
@@ -36,31 +36,14 @@ def saw_agent(agent: Agent, heartbeat: bool = False) -> None:
         # Ask the database, not `agent.presence`: a connection's Agent object is loaded at
         # connect, and the sweeper that marked the agent silent is another process.
         change_presence(
-            agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", connections__gt=0
+            agent, Presence.SILENT, Presence.ONLINE, "heartbeat resumed", connected(now)
         )
 
 
-def connected(agent: Agent) -> None:
-    with transaction.atomic():
-        now = timezone.now()
-        Agent.objects.filter(pk=agent.pk).update(
-            connections=F("connections") + 1,
-            last_seen=now,
-            heartbeat_deadline=agent.next_heartbeat_deadline(now),
-        )
-        agent.refresh_from_db()
-        if agent.presence != Presence.ONLINE:
-            change_presence(agent, agent.presence, Presence.ONLINE, "connected")
-
-
-def disconnected(agent: Agent) -> None:
-    with transaction.atomic():
-        Agent.objects.filter(pk=agent.pk, connections__gt=0).update(
-            connections=F("connections") - 1
-        )
-        agent.refresh_from_db()
-        if agent.connections == 0 and agent.presence != Presence.OFFLINE:
-            change_presence(agent, agent.presence, Presence.OFFLINE, "disconnected")
+def connected(now: datetime | None = None) -> Q:
+    """Agents with a live connection (a row whose liveness stamp has not passed)."""
+    live = Connection.objects.filter(agent=OuterRef("pk"), alive_until__gt=now or timezone.now())
+    return Q(Exists(live))
 
 
 def silenced(agent: Agent, now: datetime | None = None) -> bool:
@@ -76,17 +59,19 @@ def silenced(agent: Agent, now: datetime | None = None) -> bool:
         Presence.ONLINE,
         Presence.SILENT,
         f"heartbeat overdue{when}",
-        connections__gt=0,
+        connected(now),
         heartbeat_deadline__lte=now,
     )
 
 
-def change_presence(agent: Agent, old: str, new: str, reason: str, **only_if: Any) -> bool:
+def change_presence(
+    agent: Agent, old: str, new: str, reason: str, *conditions: Q, **only_if: Any
+) -> bool:
     """Record old → new once. Returns False when someone else already changed it (or the
-    extra conditions `only_if` no longer hold)."""
+    extra conditions no longer hold)."""
     with transaction.atomic():
         now = timezone.now()
-        claimed = Agent.objects.filter(pk=agent.pk, presence=old, **only_if).update(
+        claimed = Agent.objects.filter(*conditions, pk=agent.pk, presence=old, **only_if).update(
             presence=new, presence_changed_at=now
         )
         if not claimed:

@@ -10,6 +10,10 @@ import time
 from collections.abc import Callable, Iterable
 
 ASGI_APPLICATION = "ltpdash.asgi:application"
+# Seconds a websocket has to complete its handshake (daphne's default is 20).
+HANDSHAKE_TIMEOUT = 10
+# Seconds an HTTP request may take once handed to ltpdash (daphne's default is none).
+HTTP_TIMEOUT = 60
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -28,8 +32,13 @@ def daphne_command(host: str, port: int, access_log: bool = True) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "daphne",
+        "coordination.serve",  # daphne, plus an idle timeout on HTTP connections
         *verbosity,
+        # A websocket must finish its handshake, and a request its answer, in bounded time.
+        "--websocket_connect_timeout",
+        str(HANDSHAKE_TIMEOUT),
+        "--http-timeout",
+        str(HTTP_TIMEOUT),
         "-b",
         host,
         "-p",

@@ -13,17 +13,23 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
     body_too_large         HTTP body over 2 MiB (413)
     too_many_frames        HTTP request with over LTP_MAX_FRAMES_PER_REQUEST frames (413)
     malformed_json         not JSON, not UTF-8, or NaN/Infinity in it
+    too_deep               objects and lists nested deeper than MAX_DEPTH (32) levels
     empty_message          an empty list or an empty bundle: nothing to store
     not_an_object          a frame (or list item) that is not a JSON object
     unsupported_version    `v` missing or not the string "0.1"
     missing_id             `id` missing, empty, not a string, or over 200 characters
-    invalid_ts             `ts` neither Unix milliseconds nor an ISO-8601 string
+    invalid_ts             `ts` neither Unix milliseconds nor an ISO-8601 string, or outside
+                           1970-01-01 .. 9999-12-31 UTC (0 .. 253402300799999 ms)
     invalid_type           `type` missing or not a non-empty string
     payload_not_object     `payload` missing or not an object (also per frame of a bundle)
     invalid_envelope       `from`, `to` or `coordination_id` not a string (or too long)
-    unsafe_integer         an integer beyond +-(2^53 - 1) anywhere in the frame
+    unsafe_integer         an integer beyond +-(2^53 - 1) anywhere in the frame (also a number
+                           like 1e20 that JavaScript would print as such an integer)
     unrepresentable_value  a value with no canonical JSON form (e.g. 1e400, which is Infinity)
+    invalid_text           a string (or object key) holding a NUL character or a lone UTF-16
+                           surrogate (e.g. "\\ud800"): no database can store it as text
     sender_mismatch        `from` names another agent than the authenticated one
+    internal_error         an unexpected fault in ltpdash: not stored (the socket stays open)
     storage_failed         the database refused the write: not acknowledged, send it again
                            (HTTP 503 when nothing in the request was stored)
 """
@@ -46,7 +52,12 @@ from pydantic import (
     field_validator,
 )
 
-from coordination.canonical import MAX_SAFE_INTEGER
+from coordination.values import (  # noqa: F401  (FrameError and storable: re-exported)
+    FrameError,
+    check_values,
+    parse_message,
+    storable,
+)
 
 VERSION = "0.1"
 KNOWN_TYPES = frozenset(
@@ -56,16 +67,6 @@ KNOWN_TYPES = frozenset(
 LTPDASH = "ltpdash"
 
 
-class FrameError(Exception):
-    """A frame refused at the edge: a stable code for machines, a sentence for people."""
-
-    def __init__(self, code: str, message: str, frame_id: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.frame_id = frame_id
-
-
 # --- the envelope ----------------------------------------------------------------------------
 
 
@@ -73,6 +74,22 @@ def _ts(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("ts must be Unix milliseconds or an ISO-8601 string")
     return value
+
+
+# The ts range ltpdash stores: 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z (a datetime can
+# hold it, every database stores it, and it is far inside JavaScript's safe integers).
+MIN_TS_MS = 0
+MAX_TS_MS = 253402300799999
+
+
+def _ms(value: int | float | str) -> int:
+    try:
+        ms = int(parse_iso(value).timestamp() * 1000) if isinstance(value, str) else int(value)
+    except (ValueError, OverflowError):
+        raise ValueError("ts is out of range") from None
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        raise ValueError("ts is out of range")
+    return ms
 
 
 class Envelope(BaseModel):
@@ -90,15 +107,12 @@ class Envelope(BaseModel):
     @field_validator("ts")
     @classmethod
     def _ts_readable(cls, value: int | float | str) -> int | float | str:
-        if isinstance(value, str):
-            parse_iso(value)
+        _ms(value)
         return value
 
     @property
     def ts_ms(self) -> int:
-        if isinstance(self.ts, str):
-            return int(parse_iso(self.ts).timestamp() * 1000)
-        return int(self.ts)
+        return _ms(self.ts)
 
 
 def parse_iso(value: str) -> datetime:
@@ -113,7 +127,11 @@ def parse_iso(value: str) -> datetime:
 _ENVELOPE_ERRORS = {
     "v": ("unsupported_version", 'LTP version must be the string "0.1".'),
     "id": ("missing_id", "Every frame needs a non-empty string id (at most 200 characters)."),
-    "ts": ("invalid_ts", "ts must be Unix milliseconds or an ISO-8601 string."),
+    "ts": (
+        "invalid_ts",
+        "ts must be Unix milliseconds or an ISO-8601 string between 1970 and 9999. "
+        "Nothing was stored.",
+    ),
     "type": ("invalid_type", "type must be a non-empty string."),
     "payload": ("payload_not_object", "payload must be a JSON object."),
     "from": ("invalid_envelope", "from must be a string."),
@@ -127,7 +145,10 @@ def parse_envelope(data: Any) -> Envelope:
     if not isinstance(data, dict):
         raise FrameError("not_an_object", "A frame must be a JSON object.")
     frame_id = data.get("id") if isinstance(data.get("id"), str) and data["id"] else None
-    _check_integers(data, frame_id)
+    if frame_id is not None and not storable(frame_id):
+        frame_id = None  # an error frame cannot name it either
+    # `ts` is judged by its own rule (invalid_ts), the rest here.
+    check_values([value for key, value in data.items() if key != "ts"], frame_id)
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
@@ -138,23 +159,6 @@ def parse_envelope(data: Any) -> Envelope:
         )
         code, message = _ENVELOPE_ERRORS.get(locs[0], ("invalid_envelope", str(exc)))
         raise FrameError(code, message, frame_id) from None
-
-
-def _check_integers(value: Any, frame_id: str | None) -> None:
-    # JavaScript cannot represent these, so the chain hash would not verify elsewhere.
-    if isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise FrameError(
-                "unsafe_integer",
-                "Integers beyond ±(2^53−1) cannot be represented in LTP; send them as strings.",
-                frame_id,
-            )
-    elif isinstance(value, dict):
-        for item in value.values():
-            _check_integers(item, frame_id)
-    elif isinstance(value, list):
-        for item in value:
-            _check_integers(item, frame_id)
 
 
 # --- bundles ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The sweeper: acts on stored deadlines that have passed.
 
+    connection stamp passed (its process died)  → row deleted; no live row left → offline
     heartbeat_deadline passed, agent connected   → silent (a presence frame)
     route request deadline passed, no answer     → next rung of the ladder (decisions.timed_out)
     escalation deadline passed, nobody decided   → the default or the next tier (decisions.expire)
@@ -18,7 +19,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from coordination import decisions, events, notify_send, presence
+from coordination import connections, decisions, events, notify_send, presence
 from coordination.models import (
     Agent,
     Coordination,
@@ -42,6 +43,7 @@ def sweep(now: datetime | None = None) -> list[str]:
     now = now or timezone.now()
     with events.collecting():
         return [
+            *connections.expire(now),
             *silence_agents(now),
             *time_out_requests(now),
             *expire_escalations(now),
@@ -52,7 +54,7 @@ def sweep(now: datetime | None = None) -> list[str]:
 def silence_agents(now: datetime) -> list[str]:
     lines = []
     overdue = Agent.objects.filter(
-        presence=Presence.ONLINE, connections__gt=0, heartbeat_deadline__lte=now
+        presence.connected(now), presence=Presence.ONLINE, heartbeat_deadline__lte=now
     ).order_by("heartbeat_deadline")[:BATCH]
     for agent in overdue:
         if presence.silenced(agent, now):

@@ -1,7 +1,10 @@
 """Every URL of the app: the agents' HTTP API, then the operator console."""
 
+import re
+import string
+
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from django.views.generic import RedirectView
 
 from coordination import api
@@ -30,17 +33,50 @@ coordination_urls = [
     path("reverify/", review.reverify, name="coordination-reverify"),
 ]
 
+
+class CoordinationKey:
+    """A coordination id in a path, whatever its text (`/`, newlines, `%`, `..`, quotes,
+    non-ASCII). Letters, digits, `-`, `_` and `.` stay as they are (`incident-4821`); every
+    other UTF-8 byte is written `~XX` (upper-case hex), so `ops/4821` is `ops~2F4821`: one
+    opaque segment that no server or browser decodes or normalises (`..` is `~2E~2E`).
+    `%`-escapes would not do: servers decode `%2F` before routing. Views and templates keep
+    passing `coordination.key`; `to_python` gives it back, and refuses bad escapes (404)."""
+
+    regex = "[A-Za-z0-9._~-]+"
+
+    def to_python(self, value: str) -> str:
+        try:
+            raw = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+            return raw.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            raise ValueError(f"{value!r} is not an encoded coordination id") from None
+
+    def to_url(self, value: str) -> str:
+        if value.strip(".") == "":
+            return "".join(f"~{byte:02X}" for byte in value.encode())
+        return "".join(
+            chr(byte) if chr(byte) in _SAFE else f"~{byte:02X}"
+            for byte in value.encode("utf-8", "surrogatepass")
+        )
+
+
+_SAFE = frozenset(string.ascii_letters + string.digits + "-_.")
+_ESCAPE = re.compile("~([0-9A-Fa-f]{2})")
+
+
+register_converter(CoordinationKey, "coordination")
+
 urlpatterns = [
     path("api/v1/frames", api.frames, name="api-frames"),
-    path("api/v1/coordinations/<str:key>/context", api.context, name="api-context"),
-    path("api/v1/coordinations/<str:key>/trace", api.trace, name="api-trace"),
+    path("api/v1/coordinations/<coordination:key>/context", api.context, name="api-context"),
+    path("api/v1/coordinations/<coordination:key>/trace", api.trace, name="api-trace"),
     path("conformance/verify", api.conformance_verify, name="conformance-verify"),
     path("favicon.ico", pages.favicon, name="favicon"),
     path("", RedirectView.as_view(pattern_name="coordination-list"), name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("coordinations/", pages.coordination_list, name="coordination-list"),
-    path("coordinations/<str:key>/", include(coordination_urls)),
+    path("coordinations/<coordination:key>/", include(coordination_urls)),
     path("escalations/", escalations.escalation_inbox, name="escalation-inbox"),
     path("escalations/<int:pk>/", escalations.escalation_detail, name="escalation-detail"),
     path("escalations/<int:pk>/decide/", escalations.decide, name="escalation-decide"),

@@ -208,9 +208,12 @@ LOGGING = {
 
 # --- LTP / ltpdash behaviour -------------------------------------------------------------
 LTP_MAX_FRAME_BYTES = env_int("LTPDASH_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
-# Frames per second a single agent connection may send (token bucket, burst = 2x).
+# Frames per second an agent may send, all its sockets and HTTP calls together (token bucket
+# per daphne process, burst = 2x; coordination/limits.py).
 LTP_RATE_LIMIT = env_int("LTPDASH_RATE_LIMIT", 500, minimum=1)
 LTP_MAX_FRAMES_PER_REQUEST = env_int("LTPDASH_MAX_FRAMES_PER_REQUEST", 500, minimum=1)
+# Live sockets one agent may hold; one more is closed with 4409.
+LTP_MAX_CONNECTIONS_PER_AGENT = env_int("LTPDASH_MAX_CONNECTIONS_PER_AGENT", 16, minimum=1)
 HEARTBEAT_TIMEOUT = env_int("LTPDASH_HEARTBEAT_TIMEOUT", 30, minimum=1)
 ROUTE_TIMEOUT = env_int("LTPDASH_ROUTE_TIMEOUT", 60, minimum=1)
 ESCALATION_DEADLINE = env_int("LTPDASH_ESCALATION_DEADLINE", 900, minimum=1)

@@ -3,6 +3,7 @@
     ./scripts/bench.sh                     # embedded default: SQLite WAL + in-memory layer
     ./scripts/bench.sh --scale-out         # PostgreSQL + Redis (DATABASE_URL / REDIS_URL)
     ./scripts/bench.sh --frames 2000 --agents 8
+    ./scripts/bench.sh --flood             # issue 9's flood case at a limit of 100 frames/s
 
 Prints figures, not verdicts. Machines are noisy, so the ratios matter more than the
 absolute numbers: stored frames (a chain entry and its effects) vs heartbeats (one presence
@@ -26,6 +27,7 @@ from ltpdash_client import LtpClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from coordination.processes import daphne_command, free_port, wait_until_serving  # noqa: E402
 
@@ -143,40 +145,39 @@ async def run(url: str, tokens: dict[str, str], frames: int, window: int) -> dic
     return results
 
 
+def scratch(scale_out: bool, rate_limit: int) -> tuple[Path, dict]:
+    """A scratch directory and the environment of a fresh database for a run."""
+    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-bench-"))
+    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": str(rate_limit)}
+    if not scale_out:
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        return workdir, env
+    env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ltpdash_bench")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/2")
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
+    subprocess.run(
+        [*psql, "DROP DATABASE IF EXISTS ltpdash_bench"], check=False, capture_output=True
+    )
+    subprocess.run([*psql, "CREATE DATABASE ltpdash_bench"], check=True, capture_output=True)
+    return workdir, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=2000, help="frames per scenario")
     parser.add_argument("--agents", type=int, default=4, help="concurrent agents")
     parser.add_argument("--window", type=int, default=32, help="frames in flight per agent")
     parser.add_argument("--scale-out", action="store_true", help="use DATABASE_URL / REDIS_URL")
+    parser.add_argument(
+        "--flood", action="store_true", help="one agent floods (socket, then HTTP), one works"
+    )
     args = parser.parse_args()
+    if args.flood:
+        run_flood(args.scale_out)
+        return
 
-    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-bench-"))
-    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": "100000"}
-    if args.scale_out:
-        env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ltpdash_bench")
-        env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/2")
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-qc",
-                "DROP DATABASE IF EXISTS ltpdash_bench",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE ltpdash_bench"],
-            check=True,
-            capture_output=True,
-        )
-    else:
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
+    workdir, env = scratch(args.scale_out, rate_limit=100000)
     mode = "PostgreSQL + Redis" if args.scale_out else "SQLite WAL + in-memory layer"
     print(f"ltpdash benchmark — {mode}; {args.frames} frames per scenario, {args.agents} agents")
     manage(env, "migrate", "--no-input", "-v0")
@@ -214,6 +215,33 @@ def main() -> None:
         f"daphne RSS: {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after "
         f"(+{(rss_after - rss_before) / 1024:.1f} MiB)"
     )
+
+
+def run_flood(scale_out: bool, limit: int = 100) -> None:
+    from flood import flood, report
+
+    workdir, env = scratch(scale_out, rate_limit=limit)
+    manage(env, "migrate", "--no-input", "-v0")
+    tokens = {
+        name: manage(env, "createagent", name, "--token-only") for name in ("neighbour", "flooder")
+    }
+    port = free_port()
+    server = subprocess.Popen(
+        daphne_command("127.0.0.1", port, access_log=False),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "daphne.log").open("w"),
+    )
+    try:
+        wait_until_serving("127.0.0.1", port, server)
+        figures = asyncio.run(flood(f"http://127.0.0.1:{port}", tokens))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    mode = "PostgreSQL + Redis" if scale_out else "SQLite WAL + in-memory layer"
+    print(f"ltpdash flood benchmark — {mode}")
+    print("\n".join(report(figures, limit)))
 
 
 if __name__ == "__main__":

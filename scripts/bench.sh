@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
-[ "${1:-}" = "--scale-out" ] && ./scripts/services.sh >/dev/null
+if [[ " $* " == *" --scale-out "* ]]; then ./scripts/services.sh >/dev/null; fi
 exec .venv/bin/python scripts/bench.py "$@"

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from coordination.models import Agent
+from coordination.models import Agent, Connection
 from tests.factories import FLEET, ROOT, eventually, manage, server_env, start_daphne, stop_daphne
 
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
@@ -96,7 +96,7 @@ def live(daphne_server, transactional_db):
     # Daphne records disconnects (presence frames) after the client has gone; flushing the
     # database under it deadlocks on PostgreSQL. Wait until it has settled (or give up).
     with contextlib.suppress(AssertionError):
-        eventually(lambda: not Agent.objects.filter(connections__gt=0).exists(), timeout=10)
+        eventually(lambda: not Connection.objects.exists(), timeout=10)
 
 
 # The simulated incident's agents get a short heartbeat timeout so that the silence shows
@@ -130,3 +130,16 @@ def django_db_setup(django_db_setup):
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+# Property-based cases run this session, per transport (tests/test_properties.py).
+PROPERTY_CASES = {"socket": 0, "http": 0, "urls": 0}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if any(PROPERTY_CASES.values()):
+        terminalreporter.write_line(
+            f"hypothesis: {sum(PROPERTY_CASES.values())} cases "
+            f"(socket {PROPERTY_CASES['socket']}, http {PROPERTY_CASES['http']}, "
+            f"coordination URLs {PROPERTY_CASES['urls']})"
+        )

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,10 +31,19 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client, override_settings
+from django.utils import timezone
 from ltpdash_client import LtpClient
 
 from coordination.ingest import ingest
-from coordination.models import Agent, Coordination, Delivery, Escalation, Presence, RouteRequest
+from coordination.models import (
+    Agent,
+    Connection,
+    Coordination,
+    Delivery,
+    Escalation,
+    Presence,
+    RouteRequest,
+)
 from coordination.processes import daphne_command, free_port, wait_until_serving
 from coordination.trace import TraceVerdict, verify_trace
 from tests.seed import KEY, SEED_REQUEST_WITH_ID, SEED_RESPONSE_WITH_ID
@@ -79,15 +89,27 @@ def ask(agent: Agent, payload: dict, frame_id: str = "req-1") -> RouteRequest:
     return RouteRequest.objects.get(requester=agent, ltp_id=frame_id)
 
 
+def live_connection(agent: Agent) -> None:
+    """Give `agent` a live connection row, as an open socket would (presence: connected)."""
+    Connection.objects.create(
+        agent=agent,
+        channel_name="test",
+        server="test",
+        alive_until=timezone.now() + timedelta(hours=1),
+    )
+
+
 def online(*names: str, connections: int = 1) -> list[Agent]:
-    """Mark the agents named online with `connections` sockets open, creating any that does
+    """Mark the agents named online with `connections` live sockets, creating any that does
     not exist yet. Returns them as read before the update."""
     found = []
     for name in names:
-        agent = (
-            Agent.objects.filter(name=name).first() or Agent.create_with_token(name, scope=FLEET)[0]
-        )
-        Agent.objects.filter(pk=agent.pk).update(presence=Presence.ONLINE, connections=connections)
+        agent = Agent.objects.filter(name=name).first()
+        agent = agent or Agent.create_with_token(name, scope=FLEET)[0]
+        Agent.objects.filter(pk=agent.pk).update(presence=Presence.ONLINE)
+        Connection.objects.filter(agent=agent).delete()
+        for _ in range(connections):
+            live_connection(agent)
         found.append(agent)
     return found
 

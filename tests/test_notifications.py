@@ -26,7 +26,7 @@ from coordination.models import (
 )
 from coordination.notifications import escalation_reminder
 from coordination.presence import silenced
-from tests.factories import seed
+from tests.factories import live_connection, seed
 from tests.notify_helpers import SECRET, HttpReceiver, SmtpServer, verify
 
 pytestmark = pytest.mark.django_db
@@ -91,8 +91,9 @@ def test_every_event_kind_is_owed_to_webhooks(operators, agents):
     decide(escalation.pk, operators["alice"], APPROVE, "go ahead")
     handoff(escalation.coordination_id, operators["alice"], operators["alice"])
     Agent.objects.filter(pk=agents.metrics.pk).update(
-        presence=Presence.ONLINE, connections=1, heartbeat_deadline=timezone.now()
+        presence=Presence.ONLINE, heartbeat_deadline=timezone.now()
     )
+    live_connection(agents.metrics)
     silenced(Agent.objects.get(pk=agents.metrics.pk))
 
     events = [n.event for n in Notification.objects.order_by("pk")]

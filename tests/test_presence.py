@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from coordination import presence, sweeper
-from coordination.models import Agent, Frame, Presence
-from tests.factories import frame, send
+from coordination.models import Agent, Connection, Frame, Presence
+from tests.factories import frame, live_connection, send
 from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db
@@ -19,9 +19,10 @@ def hello(agent):
 
 
 def connected_and_overdue(agent, connections=1):
+    for _ in range(connections):
+        live_connection(agent)
     Agent.objects.filter(pk=agent.pk).update(
         presence=Presence.ONLINE,
-        connections=connections,
         heartbeat_deadline=timezone.now() - timedelta(seconds=1),
     )
 
@@ -67,3 +68,31 @@ def test_heartbeat_of_a_silent_agent_brings_it_back_even_from_a_stale_object(age
     assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
     reasons = [f.payload["reason"] for f in Frame.objects.filter(type="presence").order_by("seq")]
     assert reasons[-1] == "heartbeat resumed"
+
+
+def test_a_connection_whose_process_died_expires_and_its_agent_goes_offline(agents):
+    """The disconnect handler of a killed process never runs: its row stops being refreshed
+    and the sweeper takes it, so the agent is offline, not silent forever."""
+    hello(agents.metrics)
+    live_connection(agents.metrics)
+    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE)
+    Connection.objects.update(alive_until=timezone.now() - timedelta(seconds=1))
+
+    assert sweeper.sweep() == ["metrics-agent: offline (connection lost)"]
+    assert Agent.objects.get(name="metrics-agent").presence == Presence.OFFLINE
+    assert not Connection.objects.exists()
+    change = Frame.objects.get(coordination__key=KEY, type="presence")
+    assert change.payload["presence"] == "offline"
+    assert change.payload["reason"].startswith("connection lost")
+
+
+def test_an_agent_with_another_live_connection_stays_online(agents):
+    live_connection(agents.metrics)
+    live_connection(agents.metrics)
+    Agent.objects.filter(pk=agents.metrics.pk).update(presence=Presence.ONLINE)
+    stale = Connection.objects.first()
+    Connection.objects.filter(pk=stale.pk).update(alive_until=timezone.now())
+
+    assert sweeper.sweep() == []
+    assert Agent.objects.get(name="metrics-agent").presence == Presence.ONLINE
+    assert Connection.objects.count() == 1

@@ -182,7 +182,7 @@ async def test_request_to_a_silent_target_goes_to_the_fallback_agent_with_the_re
         def check():
             metrics_agent = Agent.objects.get(name="metrics-agent")
             assert metrics_agent.presence == Presence.SILENT
-            assert metrics_agent.connections == 1  # connected, just not speaking
+            assert metrics_agent.live_connections.count() == 1  # connected, just not speaking
             presence = Frame.objects.get(coordination__key=KEY, type="presence")
             assert presence.sender == "ltpdash"
             assert presence.payload["agent"] == "metrics-agent"

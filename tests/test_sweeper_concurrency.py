@@ -23,7 +23,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
-from tests.factories import FLEET, frame, online, send, verified_trace
+from tests.factories import FLEET, frame, live_connection, online, send, verified_trace
 from tests.seed import KEY
 
 pytestmark = [
@@ -56,8 +56,10 @@ def overdue(agents):
                 {"in_reply_to": f"other-{i}", "branches": [{"action": "escalate"}]},
             ),
         )
+    for worker in Agent.objects.filter(name__startswith="worker-"):
+        live_connection(worker)
     Agent.objects.filter(name__startswith="worker-").update(
-        presence=Presence.ONLINE, connections=1, heartbeat_deadline=F("heartbeat_deadline") - AGO
+        presence=Presence.ONLINE, heartbeat_deadline=F("heartbeat_deadline") - AGO
     )
     RouteRequest.objects.update(deadline=F("deadline") - AGO)
     Escalation.objects.update(deadline=F("deadline") - AGO)

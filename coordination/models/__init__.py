@@ -5,7 +5,7 @@ escalations, deliveries) is state derived from frames, kept so the console and t
 answer "what is true now" without replaying the chain.
 """
 
-from coordination.models.agents import Agent, Presence
+from coordination.models.agents import Agent, Connection, Presence
 from coordination.models.audit import Act, OperatorAct
 from coordination.models.base import (
     AGENT_NAME,
@@ -61,6 +61,7 @@ __all__ = [
     "ChainCheck",
     "ChainState",
     "Channel",
+    "Connection",
     "Coordination",
     "CoordinationStatus",
     "Delivery",

@@ -28,7 +28,6 @@ class Agent(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     presence = models.CharField(max_length=10, choices=Presence, default=Presence.OFFLINE)
     presence_changed_at = models.DateTimeField(null=True, blank=True)
-    connections = models.PositiveIntegerField(default=0)
     last_seen = models.DateTimeField(null=True, blank=True)
     # Presence is computed from this stored deadline (indexed), never by scanning every
     # agent's last_seen: the sweeper claims rows whose deadline has passed.
@@ -99,3 +98,17 @@ class Agent(models.Model):
 
     def next_heartbeat_deadline(self, now: datetime | None = None) -> datetime:
         return (now or timezone.now()) + timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+
+
+class Connection(models.Model):
+    """One live agent socket. Presence derives from these rows: the socket refreshes
+    `alive_until`, its disconnect deletes it, and the sweeper deletes rows a dead process left."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="live_connections")
+    channel_name = models.CharField(max_length=200)
+    server = models.CharField(max_length=200)  # host:pid of the daphne that holds it
+    opened_at = models.DateTimeField(default=timezone.now)
+    alive_until = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["agent", "alive_until"], name="connection_agent_alive")]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import pytest
+from django.urls import reverse
 from playwright.sync_api import expect
 
 from coordination.models import Agent, Escalation
@@ -112,7 +111,7 @@ def test_agent_supplied_html_and_script_render_as_text(live, operators, browser_
     pages = {"inbox (live)": inbox}
     for name, path in [
         ("list", "/coordinations/"),
-        ("detail", f"/coordinations/{quote(key, safe='')}/"),
+        ("detail", reverse("coordination-detail", args=[key])),
         ("agents", "/agents/"),
     ]:
         pages[name] = browser_page.context.new_page()

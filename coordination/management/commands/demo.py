@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from coordination.models import Agent, Presence
+from coordination.models import Agent, Connection, Presence
 from coordination.processes import daphne_command, port_in_use, wait_until_serving
 from coordination.roles import ADMIN, grant
 
@@ -107,7 +107,8 @@ def _prepare(username: str, password: str) -> None:
     grant(user, ADMIN)
     # Nothing is connected before daphne starts; counts left by a previous run that was
     # killed would otherwise keep agents "online" forever.
-    Agent.objects.update(connections=0, presence=Presence.OFFLINE)
+    Connection.objects.all().delete()
+    Agent.objects.update(presence=Presence.OFFLINE)
 
 
 def _name(child: subprocess.Popen[bytes]) -> str:

@@ -25,6 +25,7 @@ from coordination.models import (
     Coordination,
     Escalation,
     EscalationStatus,
+    Frame,
     RequestStatus,
     RouteRequest,
 )
@@ -223,7 +224,10 @@ class CoordinationPage(LivePage):
     def news(self) -> tuple[list[str], bool]:
         seen = self.seq
         frames, self.seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
-        more = self.seq - seen >= LIVE_BATCH
+        # A full batch may have been the last one: ask, rather than send an empty message.
+        more = self.seq - seen >= LIVE_BATCH and (
+            Frame.objects.filter(coordination_id=self.coordination_pk, seq__gt=self.seq).exists()
+        )
         if not frames:
             return [], more
         rows = timeline.fold([present.TimelineRow(frame) for frame in reversed(frames)])

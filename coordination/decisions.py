@@ -41,6 +41,17 @@ from coordination.schemas import LTPDASH, RouteRequestView, RouteResponseView
 
 APPROVE = "approve"
 REJECT = "reject"
+# PROTOCOL: actions no agent takes on its own word alone (LTPDASH_EXTRA_CRITICAL_ACTIONS
+# adds to them).
+LTP_CRITICAL_ACTIONS = (
+    "transfer_money",
+    "place_order",
+    "send_message",
+    "delete_data",
+    "grant_access",
+    "modify_system",
+    "execute_code",
+)
 NO_CAPABILITY = "AGENTS.CRIT.NO_CAPABILITY"
 NO_ADMISSIBILITY = "AGENTS.CRIT.NO_ADMISSIBILITY"
 
@@ -53,7 +64,7 @@ def critical_rule(agent: Agent, action: str) -> str | None:
     Compared by meaning (`actions.action_key`), never by spelling: `Transfer-Money` with a
     zero-width space or a Cyrillic letter in it is `transfer_money`."""
     key = action_key(action)
-    if not key or key not in keys(settings.CRITICAL_ACTIONS):
+    if not key or key not in keys([*LTP_CRITICAL_ACTIONS, *settings.EXTRA_CRITICAL_ACTIONS]):
         return None
     if action_key(f"capability_{action}") not in keys(map(str, agent.capabilities)):
         return NO_CAPABILITY

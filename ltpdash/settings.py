@@ -221,16 +221,8 @@ ESCALATION_DEADLINE = env_int("LTPDASH_ESCALATION_DEADLINE", 900, minimum=1)
 ESCALATION_DEFAULT = env_str("LTPDASH_ESCALATION_DEFAULT", "reject")
 if ESCALATION_DEFAULT not in {"reject", "next_tier"}:
     raise ImproperlyConfigured("LTPDASH_ESCALATION_DEFAULT must be 'reject' or 'next_tier'")
-CRITICAL_ACTIONS = [
-    "transfer_money",
-    "place_order",
-    "send_message",
-    "delete_data",
-    "grant_access",
-    "modify_system",
-    "execute_code",
-    *env_list("LTPDASH_EXTRA_CRITICAL_ACTIONS", ""),
-]
+# Added to LTP's own critical actions (coordination.decisions.LTP_CRITICAL_ACTIONS).
+EXTRA_CRITICAL_ACTIONS = env_list("LTPDASH_EXTRA_CRITICAL_ACTIONS", "")
 CRITICAL_APPROVALS = env_int("LTPDASH_CRITICAL_APPROVALS", 1, minimum=1)
 SWEEP_INTERVAL = float(env_int("LTPDASH_SWEEP_INTERVAL_MS", 1000, minimum=50)) / 1000
 # How often a connected agent's socket looks in its outbox for frames no event announced

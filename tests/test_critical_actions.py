@@ -76,7 +76,7 @@ def test_agent_with_the_capability_still_needs_a_human(online):
     assert not Delivery.objects.filter(agent=online.metrics).exists()
 
 
-@override_settings(CRITICAL_ACTIONS=["transfer_money", "restart_service"])
+@override_settings(EXTRA_CRITICAL_ACTIONS=["restart_service"])
 def test_critical_action_list_is_extensible_by_setting(online):
     request = ask(online.triage, {"target": "metrics-agent", "action": "restart_service"})
     assert request.status == RequestStatus.ESCALATED

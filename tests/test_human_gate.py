@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from coordination.actions import action_key
-from coordination.decisions import APPROVE, REJECT, critical_rule, decide
+from coordination.decisions import APPROVE, LTP_CRITICAL_ACTIONS, REJECT, critical_rule, decide
 from coordination.models import Delivery, Escalation, EscalationStatus, RequestStatus, RouteRequest
 from tests.factories import (
     acked_id,
@@ -24,15 +24,7 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CRITICAL = [
-    "transfer_money",
-    "place_order",
-    "send_message",
-    "delete_data",
-    "grant_access",
-    "modify_system",
-    "execute_code",
-]
+CRITICAL = LTP_CRITICAL_ACTIONS
 CYRILLIC = str.maketrans("aeopcx", "\u0430\u0435\u043e\u0440\u0441\u0445")
 FULL_WIDTH = {ord(c): ord(c) + 0xFEE0 for c in map(chr, range(0x21, 0x7F))}
 
@@ -139,7 +131,7 @@ def test_look_alikes_that_mean_something_else_are_still_routed(live, agents):
 @pytest.mark.django_db(transaction=False)
 def test_extra_critical_actions_are_compared_by_meaning_too(agents, settings):
     # LTPDASH_EXTRA_CRITICAL_ACTIONS, written any way, matches any spelling of the action.
-    settings.CRITICAL_ACTIONS = [*settings.CRITICAL_ACTIONS, "Page DB On-Call"]
+    settings.EXTRA_CRITICAL_ACTIONS = ["Page DB On-Call"]
     assert critical_rule(agents.metrics, "p\u0430ge-db-on-\u200bcall") is not None
     assert critical_rule(agents.metrics, "PAGE_DB_ON_CALL") is not None
     assert critical_rule(agents.metrics, "page_db_status") is None

@@ -59,7 +59,7 @@ def test_admins_see_pending_deliveries_with_attempts_and_errors_paginated(operat
     first = ada.get(reverse("notification-list")).content.decode()
     assert "<strong>60</strong> pending" in first
     assert "refused #59" in first and "refused #0" not in first
-    assert "page 1 of 2" in first
+    assert "Page 1 of 2" in first
     assert "refused #0" in ada.get(reverse("notification-list") + "?page=2").content.decode()
     assert "Notifications</a>" in first  # the admins' nav links here
     sent_only = ada.get(reverse("notification-list") + "?status=sent").content.decode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -31,6 +33,7 @@ def notification_list(request: ConsoleRequest) -> HttpResponse:
         {
             "page": page,
             "status": status,
+            "keep": urlencode({"status": status}) if status else "",
             "statuses": NotificationStatus.choices,
             "pending_count": Notification.objects.filter(status=NotificationStatus.PENDING).count(),
             "failed_count": Notification.objects.filter(status=NotificationStatus.FAILED).count(),

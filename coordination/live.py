@@ -19,13 +19,12 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from coordination import attention, listing, present, timeline
-from coordination.models import (
-    Agent,
+from coordination.models.agents import Agent
+from coordination.models.chain import Coordination, Frame
+from coordination.models.work import (
     Approval,
-    Coordination,
     Escalation,
     EscalationStatus,
-    Frame,
     RequestStatus,
     RouteRequest,
 )

@@ -225,14 +225,7 @@ def run_flood(scale_out: bool, limit: int = 100) -> None:
     tokens = {
         name: manage(env, "createagent", name, "--token-only") for name in ("neighbour", "flooder")
     }
-    port = free_port()
-    server = subprocess.Popen(
-        daphne_command("127.0.0.1", port, access_log=False),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "daphne.log").open("w"),
-    )
+    server, port = start_daphne(env, workdir)
     try:
         wait_until_serving("127.0.0.1", port, server)
         figures = asyncio.run(flood(f"http://127.0.0.1:{port}", tokens))

@@ -14,15 +14,8 @@ from django.db import connection
 from django.db.models import F
 
 from coordination import sweeper
-from coordination.models import (
-    Agent,
-    Escalation,
-    EscalationStatus,
-    Frame,
-    Presence,
-    RequestStatus,
-    RouteRequest,
-)
+from coordination.models import Agent, Frame, Presence
+from coordination.models.work import Escalation, EscalationStatus, RequestStatus, RouteRequest
 from tests.factories import FLEET, frame, live_connection, online, send, verified_trace
 from tests.seed import KEY
 

@@ -115,11 +115,26 @@ async def acollecting() -> AsyncIterator[None]:
     await send(gathered)
 
 
+# Events that only say "look again": one of each per group is enough in one send.
+HINTS = frozenset({"coordination.changed", "dashboard.changed"})
+
+
+def coalesced(events: list[Event]) -> list[Event]:
+    """`events` with repeated hints to one group dropped (a batch of frames to one
+    coordination wakes its pages once), in the order of their last occurrence."""
+    last = {(group, message["type"]): i for i, (group, message) in enumerate(events)}
+    return [
+        (group, message)
+        for i, (group, message) in enumerate(events)
+        if message["type"] not in HINTS or last[(group, message["type"])] == i
+    ]
+
+
 async def send(events: list[Event]) -> None:
     if not events:
         return
     layer = get_channel_layer()
-    for group, message in events:
+    for group, message in coalesced(events):
         try:
             await layer.group_send(group, message)
         except Exception:  # the layer's own errors have no common base class

@@ -131,7 +131,8 @@ def after(coordination_pk: int, seq: int, only: Filter, limit: int) -> tuple[lis
     )
     if not frames:
         return [], seq
-    last = frames[-1].seq or seq
+    # Seq 0 is a frame like any other (`or` would take it for "no seq" and send it again).
+    last = frames[-1].seq if frames[-1].seq is not None else seq
     kept = [f for f in frames if (not only.sender or f.sender == only.sender)]
     return [f for f in kept if not only.type or f.type == only.type], last
 

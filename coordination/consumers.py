@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -277,13 +276,10 @@ def _dumps(frame: dict[str, Any]) -> str:
 
 # --- the console's live pages ----------------------------------------------------------------
 
-# An event wakes a viewer at once (no fixed delay between an event and the screen); the events
-# that arrive while it renders make one render after it. Under a burst a viewer also rests as
-# long as its last render took (at most LIVE_REST_SECONDS), so viewers never take more than
-# half of the sync thread from ingest. It also looks at the database this often when no event
-# came (the sweeper's writes are announced by nobody on the in-memory layer, and full
-# channels drop events).
-LIVE_REST_SECONDS = 0.25
+# After an event a viewer waits this long before rendering, so a burst of frames becomes one
+# message; it also looks at the database this often when no event came (the sweeper's writes
+# are announced by nobody on the in-memory layer, and full channels drop events).
+LIVE_COALESCE_SECONDS = 0.15
 LIVE_CHECK_SECONDS = 2.5
 
 
@@ -341,8 +337,6 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
 
     async def _refresh_loop(self, page: LivePage) -> None:
         while True:
-            self.wake.clear()
-            started = time.monotonic()
             try:
                 html, more = await database_sync_to_async(page.changes)()
             except Exception:
@@ -354,13 +348,11 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
                 await self.send(text_data=html)
             if more:
                 continue
-            if self.wake.is_set():
-                # Woken while rendering: a burst. No fixed delay, only a rest as long as the
-                # render, so the rest of the burst joins the next one.
-                await asyncio.sleep(min(time.monotonic() - started, LIVE_REST_SECONDS))
-                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), LIVE_CHECK_SECONDS)
+                # Let the rest of a burst arrive: one render for all of it.
+                await asyncio.sleep(LIVE_COALESCE_SECONDS)
+            self.wake.clear()
 
 
 class DashboardConsumer(LiveViewerConsumer):

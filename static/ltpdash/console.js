@@ -102,7 +102,8 @@
 
   function carry(oldState, newState) {
     var active = document.activeElement;
-    if (active && active.id && oldState.contains(active) && active !== oldState) {
+    // The operator's own decision leaves focus on the state block itself: keep that too.
+    if (active && active.id && oldState.contains(active)) {
       refocus = { id: active.id, start: active.selectionStart, end: active.selectionEnd };
     }
     if (newState.getAttribute("data-status") === "pending") {
@@ -153,7 +154,10 @@
         card.className = card.className.replace(/\bstatus-\S+/, "status-" + status);
       }
       if (status !== "pending" && decided && card.parentElement && card.parentElement.classList.contains("pending-list")) {
+        var focused = document.activeElement;
         decided.appendChild(card);
+        // Moving a card out of the pending list must not take the operator's focus with it.
+        if (focused && card.contains(focused) && document.activeElement !== focused) focused.focus();
         document.getElementById("decided-section").hidden = false;
       }
     });

@@ -67,7 +67,7 @@ async def decisions(base: str, ws_url: str, token: str, operator: Operator, coun
         ws_url, additional_headers={"Authorization": f"Bearer {token}"}
     ) as ws:
         for n in range(count):
-            request = json.loads(frame("bench-0", n, "route_request", coordination="decisions"))
+            request = frame("bench-0", n, "route_request", coordination="decisions")
             request["payload"] = {"target": "bench-1", "action": "delete_data"}
             await ws.send(json.dumps(request))
             escalation = None

@@ -38,15 +38,30 @@ def _separator(char: str) -> bool:
     return char.isspace() or char in _JOINERS or unicodedata.category(char) in {"Pd", "Pc"}
 
 
-@lru_cache(maxsize=4096)
+# Actions are agent text up to a frame's size: only short ones (every real action name) are
+# remembered, so distinct long ones cannot fill memory.
+CACHED_LENGTH = 256
+
+
 def action_key(action: str) -> str:
     """The canonical form actions are compared in (see the module docstring)."""
+    return _cached_key(action) if len(action) <= CACHED_LENGTH else _key(action)
+
+
+def cached_keys() -> int:
+    return _cached_key.cache_info().currsize
+
+
+def _key(action: str) -> str:
     folded = _NFKC_CASEFOLD.normalize(_SURROGATE.sub("\ufffd", action))
     visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
     # Words first (a dash's skeleton may be a letter-like mark), then each word's skeleton,
     # split again in case a skeleton holds a separator.
     skeletons = (_NFKC_CASEFOLD.normalize(_SPOOF.getSkeleton(0, w)) for w in _words(visible))
     return "_".join(word for skeleton in skeletons for word in _words(skeleton))
+
+
+_cached_key = lru_cache(maxsize=4096)(_key)
 
 
 def _words(text: str) -> list[str]:
@@ -62,10 +77,6 @@ def _words(text: str) -> list[str]:
     if word:
         words.append("".join(word))
     return words
-
-
-def same_action(a: str, b: str) -> bool:
-    return action_key(a) == action_key(b)
 
 
 def keys(actions: Iterable[str]) -> frozenset[str]:

@@ -73,10 +73,12 @@ def critical_rule(agent: Agent, action: str) -> str | None:
     return NO_ADMISSIBILITY
 
 
-def route(request: RouteRequest, why_previous: str = "") -> None:
-    """Send `request` down its fallback ladder, or to humans when it needs one. The caller
-    holds the coordination's row lock inside a transaction."""
-    rule_id = critical_rule(request.requester, request.action) if request.action else None
+def route(request: RouteRequest, why_previous: str = "", action: str | None = None) -> None:
+    """Send `request` down its fallback ladder, or to humans when it needs one. `action` is
+    the action as sent (the stored one is cut at 200 characters, and padding must not hide
+    a critical action). The caller holds the coordination's row lock inside a transaction."""
+    action = request.action if action is None else action
+    rule_id = critical_rule(request.requester, action) if action else None
     if rule_id is not None:
         reason = f"critical action {request.action!r} needs a human decision ({rule_id})"
         escalate_request(request, reason, rule_id=rule_id)

@@ -313,6 +313,7 @@ def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | 
     if isinstance(view, OrientationView):
         _orientation(agent, coordination, stored, view)
     elif isinstance(view, RouteRequestView):
+        action = decisions.requested_action(agent, view)
         request = RouteRequest.objects.create(
             coordination=coordination,
             frame=stored,
@@ -320,9 +321,9 @@ def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | 
             ltp_id=stored.ltp_id,
             target=(view.target or envelope.to or "")[:200],
             need=view.need or view.intent or view.goal or "",
-            action=decisions.requested_action(agent, view)[:200],
+            action=action[:200],
         )
-        decisions.route(request)
+        decisions.route(request, action=action)
     elif isinstance(view, RouteResponseView):
         answered = _match_request(agent, coordination, view)
         decisions.answer(agent, stored, view, answered)

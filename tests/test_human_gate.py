@@ -226,3 +226,31 @@ def test_the_console_says_what_is_held(agents, client_for):
     send(agents.metrics, frame("answer-9", "route_response", answer))
     page = client_for("alice").get("/escalations/").content.decode()
     assert "answer to triage-agent is stored but <strong>not delivered</strong>" in page
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_critical_action_padded_past_the_stored_length_still_escalates(agents):
+    # Stored actions are cut at 200 characters; the decision is made on what was sent.
+    from tests.factories import frame, send
+
+    online("metrics-agent")
+    padded = "\u200b" * 10_000 + "transfer_money"
+    send(
+        agents.triage,
+        frame("pad-1", "route_request", {"target": "metrics-agent", "action": padded}),
+    )
+    request = RouteRequest.objects.get(ltp_id="pad-1")
+    assert request.status == RequestStatus.ESCALATED and request.assigned_to is None
+    assert len(request.action) == 200
+    assert not Delivery.objects.filter(agent=agents.metrics, frame__ltp_id="pad-1").exists()
+
+
+def test_long_actions_are_compared_without_being_kept_in_the_cache():
+    # Agents choose actions (up to a frame's size): only short ones are remembered.
+    from coordination import actions
+
+    padded = " " * 10_000 + "Cache-Probe"
+    before = actions.cached_keys()
+    key = action_key(padded)
+    assert actions.cached_keys() == before
+    assert key == action_key("cache_probe")

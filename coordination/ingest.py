@@ -415,12 +415,10 @@ def _orientation(
     # One UPDATE of the row read with the coordination's lock in the usual case; the agent's
     # row lock makes the create branch race-free.
     known = _seen(coordination)
-    orientation = Orientation(pk=known.orientation_pk, coordination=coordination, agent=agent)
-    for name, value in fields.items():
-        setattr(orientation, name, value)
-    if known.orientation_pk is None or not prepared.update(orientation, list(fields)):
-        orientation.pk = None
-        orientation.save(force_insert=True)
+    if known.orientation_pk is None or not prepared.update_row(
+        Orientation, known.orientation_pk, fields
+    ):
+        orientation = Orientation.objects.create(coordination=coordination, agent=agent, **fields)
         known.orientation_pk = orientation.pk
     known.orientation_frame = stored.pk
     # The orientation in force for this frame is the one it declares.

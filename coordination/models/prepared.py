@@ -113,8 +113,7 @@ class PreparedSelect(Generic[M]):
 
 def insert(obj: Model, using: str = "default") -> None:
     """INSERT `obj` (a new row) and set its primary key, as `obj.save()` would."""
-    model = type(obj)
-    meta = model._meta
+    meta = type(obj)._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     connection = connections[using]
 
@@ -128,7 +127,7 @@ def insert(obj: Model, using: str = "default") -> None:
         return f"INSERT INTO {table} ({columns}) VALUES ({marks}) {returning}"  # noqa: S608
 
     sql = _cached(f"insert:{meta.label}", using, compile_insert)
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    params = [_for_db(f, f.pre_save(obj, True), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         (pk,) = cursor.fetchone()
@@ -139,20 +138,61 @@ def insert(obj: Model, using: str = "default") -> None:
 def update(obj: Model, fields: Sequence[str], using: str = "default") -> int:
     """UPDATE the named fields of `obj`'s row; returns the number of rows changed (0 or 1)."""
     meta = type(obj)._meta
-    targets = [field for name in fields if isinstance(field := meta.get_field(name), Field)]
+    values = {}
+    for name in fields:
+        field = meta.get_field(name)
+        assert isinstance(field, Field)
+        values[field.attname] = getattr(obj, field.attname)
+    return update_row(type(obj), obj.pk, values, using)
+
+
+def update_row(model: type[Model], pk: Any, values: dict[str, Any], using: str = "default") -> int:
+    """UPDATE one row of `model` by primary key, without building an instance; `values` by
+    field name or attname. Returns the number of rows changed (0 or 1)."""
+    meta = model._meta
+    targets: list[Field[Any, Any]] = []
+    for name in values:
+        field = meta.get_field(name)
+        assert isinstance(field, Field)
+        targets.append(field)
     connection = connections[using]
 
     def compile_update() -> str:
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(f.column)} = %s" for f in targets)
-        table, pk = quote(meta.db_table), quote(meta.pk.column)
-        return f"UPDATE {table} SET {sets} WHERE {pk} = %s"  # noqa: S608
+        assert meta.pk is not None
+        table, key = quote(meta.db_table), quote(meta.pk.column)
+        return f"UPDATE {table} SET {sets} WHERE {key} = %s"  # noqa: S608
 
-    sql = _cached(f"update:{meta.label}:{','.join(fields)}", using, compile_update)
-    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in targets]
+    sql = _cached(f"update:{meta.label}:{','.join(values)}", using, compile_update)
+    params = [
+        _for_db(f, value, connection) for f, value in zip(targets, values.values(), strict=True)
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, obj.pk])
+        cursor.execute(sql, [*params, pk])
         return int(cursor.rowcount)
+
+
+# Fields whose value goes to every driver as it is when it already has the stored type: the
+# field's own preparation would return it unchanged (and costs more than the statement).
+_AS_IS = {
+    "CharField": str,
+    "TextField": str,
+    "IntegerField": int,
+    "BigIntegerField": int,
+    "ForeignKey": int,
+    "AutoField": int,
+    "BigAutoField": int,
+}
+
+
+def _for_db(field: Field[Any, Any], value: Any, connection: Any) -> Any:
+    if isinstance(value, Model):  # a related object: its key, as the ORM's UPDATE takes it
+        value = value.pk
+    plain = _AS_IS.get(field.get_internal_type())
+    if plain is not None and (type(value) is plain or (value is None and field.null)):
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 T = TypeVar("T")

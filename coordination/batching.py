@@ -11,6 +11,9 @@ nothing waiting) starts its batch at once, so there is no timer on the lone agen
     3. answer    only after COMMIT: every frame's outcome goes back to its socket, and the
                  batch's events are published (coordination.events)
 
+On PostgreSQL several lanes (LTP_INGEST_LANES) store batches side by side, each on its own
+thread and connection, so their round trips to the database overlap; SQLite has one.
+
 "Acknowledged" still means "stored": no outcome leaves before the COMMIT it depends on, and a
 batch whose COMMIT fails is run again frame by frame (ingest_batch), each frame in its own
 transaction, so one frame's fault costs the others only time.
@@ -20,10 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+import zlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from coordination import events
 from coordination.ingest import Work, ingest_batch
@@ -41,16 +48,17 @@ class _Job:
     done: asyncio.Future[list[Outcome]]
 
 
-class GroupCommit:
-    """The queue of one event loop (one daphne process serves from one loop)."""
+class _Lane:
+    """One batch at a time: the frames that wait while it is stored are the next batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Callable[[list[Work]], Awaitable[list[list[Outcome]]]]) -> None:
+        self.store = store
         self.waiting: list[_Job] = []
         self.draining: asyncio.Task[None] | None = None
 
-    async def ingest(self, agent: Agent, items: list[Any], session_id: str) -> list[Outcome]:
+    async def ingest(self, work: Work) -> list[Outcome]:
         loop = asyncio.get_running_loop()
-        job = _Job(Work(agent, items, session_id), loop.create_future())
+        job = _Job(work, loop.create_future())
         self.waiting.append(job)
         if self.draining is None or self.draining.done():
             self.draining = loop.create_task(self._drain())
@@ -71,7 +79,7 @@ class GroupCommit:
             batch = self._next_batch()
             try:
                 async with events.acollecting():
-                    results = await database_sync_to_async(ingest_batch)([j.work for j in batch])
+                    results = await self.store([j.work for j in batch])
             except asyncio.CancelledError:
                 for job in [*batch, *self.waiting]:
                     job.done.cancel()
@@ -88,6 +96,45 @@ class GroupCommit:
                     job.done.set_result(outcomes)
 
 
+class GroupCommit:
+    """The lanes of one event loop (one daphne process serves from one loop).
+
+    With one lane (SQLite, which takes one writer at a time) batches run on Django's thread
+    for sync code, like every other database call of the process. With several (PostgreSQL),
+    each lane has a thread and a connection of its own, and a frame goes to the lane of the
+    coordination it names: one coordination's frames queue in one lane, so batches in
+    different lanes rarely wait for each other's row locks."""
+
+    def __init__(self, lanes: int) -> None:
+        if lanes == 1:
+            store = database_sync_to_async(ingest_batch)
+        else:
+            threads = ThreadPoolExecutor(lanes, thread_name_prefix="ltpdash-ingest")
+            store = database_sync_to_async(ingest_batch, thread_sensitive=False, executor=threads)
+        self.lanes = [_Lane(store) for _ in range(lanes)]
+
+    async def ingest(self, agent: Agent, items: list[Any], session_id: str) -> list[Outcome]:
+        lane = self.lanes[_lane_of(agent, items, len(self.lanes))]
+        return await lane.ingest(Work(agent, items, session_id))
+
+
+def _lane_of(agent: Agent, items: list[Any], lanes: int) -> int:
+    """By the coordination the first frame names (as sent: only a hint for spreading the
+    work; the row locks keep the chain right whichever lane stores a frame), else by agent."""
+    if lanes == 1:
+        return 0
+    first = items[0] if items and isinstance(items[0], dict) else {}
+    payload = first.get("payload")
+    key = first.get("coordination_id") or (
+        payload.get("coordination_id") if isinstance(payload, dict) else None
+    )
+    return (
+        zlib.crc32(key.encode("utf-8", "replace")) % lanes
+        if isinstance(key, str)
+        else (agent.pk % lanes)
+    )
+
+
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = (
     weakref.WeakKeyDictionary()
 )
@@ -98,5 +145,5 @@ def queue() -> GroupCommit:
     loop = asyncio.get_running_loop()
     group = _queues.get(loop)
     if group is None:
-        group = _queues[loop] = GroupCommit()
+        group = _queues[loop] = GroupCommit(settings.LTP_INGEST_LANES)
     return group

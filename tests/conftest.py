@@ -17,6 +17,15 @@ from tests.factories import FLEET, ROOT, eventually, manage, server_env, start_d
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
 
 
+@pytest.fixture(autouse=True)
+def _one_ingest_lane_in_this_process(settings):
+    """Sockets served in this process (channels' communicators) store their frames on Django's
+    thread for sync code. Several lanes (PostgreSQL's default) run on pool threads that keep
+    their database connections, which would hold the test database open at teardown; the real
+    daphne processes the end-to-end tests start keep the default and exercise the lanes."""
+    settings.LTP_INGEST_LANES = 1
+
+
 @pytest.fixture
 def ltp_fixtures() -> Path:
     return LTP

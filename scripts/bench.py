@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -216,7 +217,7 @@ def run(plan: Plan, scale_out: bool) -> None:
         + f"; logs in {stack.workdir}"
     )
     results: Results = {}
-    started = time.monotonic()
+    started, load_at_start = time.monotonic(), _load()
     try:
         for n in range(plan.repeat):
             say(f"run {n + 1} of {plan.repeat}")
@@ -229,11 +230,18 @@ def run(plan: Plan, scale_out: bool) -> None:
     finally:
         stack.stop()
     report(results, plan, scale_out, chain)
-    say(f"({time.monotonic() - started:.0f} s)")
+    say(
+        f"({time.monotonic() - started:.0f} s; load average at the start {load_at_start}, "
+        f"now {_load()}: other work on the machine shows in every figure)"
+    )
     if not chain.startswith("chain: verified"):
         # Speed is reported, never judged; an acknowledged frame missing from its chain is a
         # bug, and the run says so with its exit status.
         raise SystemExit(1)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:

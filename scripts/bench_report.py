@@ -44,7 +44,7 @@ MEMORY: list[Row] = [
     ("idle agent connections", "agents", "{:.0f}", ""),
     ("daphne RSS with them, MiB", "rss_mib", "{:.0f}", "< 1024"),
     ("daphne RSS before they connected, MiB", "rss_before_mib", "{:.0f}", ""),
-    ("KiB per connection", "kib_per_agent", "{:.0f}", ""),
+    ("RSS growth while they connected, KiB each", "kib_per_agent", "{:.0f}", ""),
     ("seconds to connect them all", "connect_s", "{:.1f}", ""),
     ("heartbeat ack p99 ms", "heartbeat_p99_ms", "{:.0f}", ""),
 ]

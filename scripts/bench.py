@@ -25,7 +25,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ltpdash_client import LtpClient
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import bench_load as load  # noqa: E402
 import bench_report as report_  # noqa: E402
 from bench_stack import Stack, build, manage, rss_kib, scratch, start_daphne  # noqa: E402, F401
+from bench_wire import Operator  # noqa: E402
 
 from coordination.processes import wait_until_serving  # noqa: E402
 
@@ -97,55 +100,85 @@ def keep(results: Results, section: str, figures: dict) -> None:
         results.setdefault(section, {}).setdefault(key, []).append(float(value))
 
 
-async def one_round(stack: Stack, plan: Plan, results: Results, scale_out: bool) -> None:
-    """Every scenario once; bare and ltpdash interleaved, so noise hits both alike."""
-    who = names(plan)
+Scenario = tuple[str, str, Callable[[], Awaitable[dict]]]
+
+
+def ingest_scenarios(stack: Stack, plan: Plan) -> list[Scenario]:
+    found: list[Scenario] = []
     for column, c, window in ingest_settings(plan):
         for server, label in (("bare", "bare reference"), ("main", "ltpdash")):
-            say(
-                f"-- ingest: {c} agent(s) x {window} in flight on {label}, "
-                f"{plan.ingest_seconds:.0f} s"
+            what = f"ingest: {c} agent(s) x {window} in flight on {label}"
+            agents = names(plan)["ingest"][:c]
+            found.append(
+                (
+                    f"{what}, {plan.ingest_seconds:.0f} s",
+                    f"ingest.{column}.{server}",
+                    partial(load.ingest, stack, server, agents, window, plan.ingest_seconds),
+                )
             )
-            figures = await load.ingest(
-                stack, server, who["ingest"][:c], window, plan.ingest_seconds
-            )
-            keep(results, f"ingest.{column}.{server}", figures)
-    operator = await asyncio.to_thread(load.login, stack)
-    say(
-        f"-- light load: {LIVE_AGENTS} agents at 100 frames/s in all, {VIEWERS} viewers, "
-        f"{plan.live_seconds:.0f} s"
+    return found
+
+
+def scenarios(stack: Stack, plan: Plan, operators: dict[str, Operator]) -> list[Scenario]:
+    """(what is running, section, the scenario) for one round."""
+    who, operator = names(plan), operators["main"]
+    found = ingest_scenarios(stack, plan)
+    live = partial(load.live_load, stack, operator, who["live"])
+    found.append(
+        (
+            f"light load: {LIVE_AGENTS} agents at 100 frames/s in all, {VIEWERS} viewers, "
+            f"{plan.live_seconds:.0f} s",
+            "light",
+            partial(live, [], rate=100, seconds=plan.live_seconds),
+        )
     )
-    figures = await load.live_load(
-        stack, operator, who["live"], [], rate=100, seconds=plan.live_seconds
+    found.append(
+        (
+            f"saturation: {LIVE_AGENTS} agents x {plan.saturation_window} in flight (as fast "
+            f"as acks allow), {VIEWERS} viewers, {plan.saturation_seconds:.0f} s, new sockets "
+            "meanwhile",
+            "saturation",
+            partial(
+                live,
+                who["spare"],
+                rate=None,
+                seconds=plan.saturation_seconds,
+                window=plan.saturation_window,
+            ),
+        )
     )
-    keep(results, "light", figures)
-    say(
-        f"-- saturation: {LIVE_AGENTS} agents x {plan.saturation_window} in flight (as fast as "
-        f"acks allow), {VIEWERS} viewers, "
-        f"{plan.saturation_seconds:.0f} s, new sockets meanwhile"
+    inbox = f"inbox: {plan.samples} critical requests, each approved"
+    found.append(
+        (inbox, "inbox", partial(load.inbox, stack, "main", operator, "main", plan.samples))
     )
-    figures = await load.live_load(
-        stack,
-        operator,
-        who["live"],
-        who["spare"],
-        rate=None,
-        seconds=plan.saturation_seconds,
-        window=plan.saturation_window,
+    if "other" in operators:
+        across = partial(load.inbox, stack, "main", operators["other"], "other", plan.samples)
+        found.append(
+            (f"{inbox}, agent and operator on different processes", "inbox_across", across)
+        )
+    memory = (
+        f"memory: {plan.idle_agents} idle agents heartbeating every 5 s, {plan.hold_seconds:.0f} s"
     )
-    keep(results, "saturation", figures)
-    say(f"-- inbox: {plan.samples} critical requests, each approved")
-    keep(results, "inbox", await load.inbox(stack, "main", operator, "main", plan.samples))
-    if scale_out:
-        say("-- inbox across processes: the agent on one daphne, the operator on the other")
-        other = await asyncio.to_thread(load.login, stack, "other")
-        figures = await load.inbox(stack, "main", other, "other", plan.samples)
-        keep(results, "inbox_across", figures)
-    say(
-        f"-- memory: {plan.idle_agents} idle agents heartbeating every 5 s, "
-        f"{plan.hold_seconds:.0f} s"
+    found.append(
+        (memory, "memory", partial(load.idle_memory, stack, who["idle"], plan.hold_seconds))
     )
-    keep(results, "memory", await load.idle_memory(stack, who["idle"], plan.hold_seconds))
+    return found
+
+
+async def one_round(stack: Stack, plan: Plan, results: Results, failures: dict) -> None:
+    """Every scenario once, each from an idle server; bare and ltpdash interleaved, so noise
+    hits both alike. A scenario that fails is reported and the others still run."""
+    operators = {"main": await asyncio.to_thread(load.login, stack)}
+    if "other" in stack.processes:
+        operators["other"] = await asyncio.to_thread(load.login, stack, "other")
+    for label, section, scenario in scenarios(stack, plan, operators):
+        await load.quiesce(stack.pid())
+        say(f"-- {label}")
+        try:
+            keep(results, section, await scenario())
+        except Exception as exc:  # reported with the figures; the run goes on
+            say(f"   failed: {type(exc).__name__}: {exc}")
+            failures.setdefault(section, []).append(f"{type(exc).__name__}: {exc}")
 
 
 def verify(stack: Stack) -> str:
@@ -162,21 +195,8 @@ def verify(stack: Stack) -> str:
     return (done.stdout or done.stderr).strip()
 
 
-def report(results: Results, plan: Plan, scale_out: bool, chain: str) -> None:
-    ratio = ">= 0.40 at C=10" if scale_out else ">= 0.60 at C=10"
-    ingest = {k.split(".", 1)[1]: v for k, v in results.items() if k.startswith("ingest.")}
-    runs = f"median (min–max) of {plan.repeat} runs" if plan.repeat > 1 else "one run"
-    print()
-    say(f"Figures: {runs}. Targets are printed beside them, not asserted.")
-    say(
-        "== Ingest: C agents, W orientation frames in flight each, one coordination per "
-        "agent, ltpdash beside the bare reference"
-    )
-    columns = [(column, f"C={c} W={window}") for column, c, window in ingest_settings(plan)]
-    for line in report_.ingest_table(ingest, columns, ratio):
-        say(line)
-    say(f"   {chain}  (target: every acked frame in a verifying chain)")
-    tables = [
+def tables(plan: Plan) -> list[tuple[str, str, list[report_.Row]]]:
+    return [
         (
             f"Light load: {LIVE_AGENTS} agents, 100 frames/s in all, {VIEWERS} viewers",
             "light",
@@ -200,10 +220,30 @@ def report(results: Results, plan: Plan, scale_out: bool, chain: str) -> None:
         ),
         ("Memory: idle agent connections heartbeating every 5 s", "memory", report_.MEMORY),
     ]
-    for title, section, rows in tables:
+
+
+def report(
+    results: Results, failures: dict[str, list[str]], plan: Plan, scale_out: bool, chain: str
+) -> None:
+    ratio = ">= 0.40 at C=10" if scale_out else ">= 0.60 at C=10"
+    ingest = {k.split(".", 1)[1]: v for k, v in results.items() if k.startswith("ingest.")}
+    runs = f"median (min–max) of {plan.repeat} runs" if plan.repeat > 1 else "one run"
+    print()
+    say(f"Figures: {runs}. Targets are printed beside them, not asserted.")
+    say(
+        "== Ingest: C agents, W orientation frames in flight each, one coordination per "
+        "agent, ltpdash beside the bare reference"
+    )
+    columns = [(column, f"C={c} W={window}") for column, c, window in ingest_settings(plan)]
+    for line in report_.ingest_table(ingest, columns, ratio):
+        say(line)
+    say(f"   {chain}  (target: every acked frame in a verifying chain)")
+    for title, section, rows in tables(plan):
         if section in results:
             for line in report_.table(title, results[section], rows):
                 say(line)
+    for section, errors in failures.items():
+        say(f"!! {section} failed in {len(errors)} of {plan.repeat} run(s): {errors[0]}")
 
 
 def run(plan: Plan, scale_out: bool) -> None:
@@ -217,11 +257,12 @@ def run(plan: Plan, scale_out: bool) -> None:
         + f"; logs in {stack.workdir}"
     )
     results: Results = {}
+    failures: dict[str, list[str]] = {}
     started, load_at_start = time.monotonic(), _load()
     try:
         for n in range(plan.repeat):
             say(f"run {n + 1} of {plan.repeat}")
-            asyncio.run(one_round(stack, plan, results, scale_out))
+            asyncio.run(one_round(stack, plan, results, failures))
         say("-- checking every acked frame against the stored chains")
         chain = verify(stack)
     except Exception:
@@ -229,14 +270,14 @@ def run(plan: Plan, scale_out: bool) -> None:
         raise
     finally:
         stack.stop()
-    report(results, plan, scale_out, chain)
+    report(results, failures, plan, scale_out, chain)
     say(
         f"({time.monotonic() - started:.0f} s; load average at the start {load_at_start}, "
         f"now {_load()}: other work on the machine shows in every figure)"
     )
-    if not chain.startswith("chain: verified"):
-        # Speed is reported, never judged; an acknowledged frame missing from its chain is a
-        # bug, and the run says so with its exit status.
+    if failures or not chain.startswith("chain: verified"):
+        # Speed is reported, never judged; a scenario that could not run, or an acknowledged
+        # frame missing from its chain, is a fault, and the run says so with its exit status.
         raise SystemExit(1)
 
 

@@ -39,6 +39,28 @@ async def open_all(sockets: list[AgentSocket], batch: int = 50) -> list[float]:
     return times
 
 
+async def open_idle(sockets: list[AgentSocket], batch: int = 50) -> list[AgentSocket]:
+    """Connect in batches; the sockets that connected (a handshake the server did not answer
+    in time is counted out, not fatal: how many connect is itself a figure)."""
+    opened: list[AgentSocket] = []
+    for start in range(0, len(sockets), batch):
+        part = sockets[start : start + batch]
+        results = await asyncio.gather(*(s.open() for s in part), return_exceptions=True)
+        opened.extend(s for s, r in zip(part, results, strict=True) if isinstance(r, float))
+    return opened
+
+
+async def quiesce(pid: int, limit: float = 60.0) -> None:
+    """Wait (at most `limit` s) until daphne is idle: what the last scenario left behind
+    (closing sockets, a page's last render) is not measured in the next one."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        cpu = cpu_seconds(pid)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(pid) - cpu < 0.05:
+            return
+
+
 async def close_all(sockets: list[Any], batch: int = 100) -> None:
     for start in range(0, len(sockets), batch):
         await asyncio.gather(*(s.close() for s in sockets[start : start + batch]))
@@ -255,9 +277,8 @@ async def idle_memory(stack: Stack, names: list[str], hold: float, every: float 
     """`names` connect and stay idle, each heartbeating every `every` s, for `hold` s;
     daphne's RSS before and with them."""
     before = rss_kib(stack.pid())
-    sockets = agents(stack, "main", names, lambda i: None)
     started = time.perf_counter()
-    await open_all(sockets)
+    sockets = await open_idle(agents(stack, "main", names, lambda i: None))
     connected = time.perf_counter() - started
     latencies: list[float] = []
 
@@ -276,6 +297,7 @@ async def idle_memory(stack: Stack, names: list[str], hold: float, every: float 
         task.cancel()
     await asyncio.gather(*beats, return_exceptions=True)
     await close_all(sockets)
+    await quiesce(stack.pid())
     return {
         "agents": len(sockets),
         "rss_mib": during / 1024,

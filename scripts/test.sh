@@ -21,6 +21,10 @@ echo "==> types (mypy + django-stubs)"
 echo "==> tests on the embedded default (SQLite WAL + in-memory channel layer)"
 env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest "$@"
 
+# Before the last test run, so the output still closes on the test runner's summary.
+echo "==> benchmark (quick; figures printed, not asserted)"
+env -u DATABASE_URL -u REDIS_URL .venv/bin/python scripts/bench.py --quick
+
 echo "==> tests on PostgreSQL + Redis"
 DATABASE_URL=${LTPDASH_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 REDIS_URL=${LTPDASH_TEST_REDIS_URL:-redis://127.0.0.1:6379/0} \

@@ -19,7 +19,7 @@ none to these models) and no validation runs (the frame path validates before st
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -111,28 +111,40 @@ class PreparedSelect(Generic[M]):
         )
 
 
+@dataclass
+class _Write:
+    sql: str
+    fields: list[Field[Any, Any]]
+    plain: list[type | None]  # per field: the type its values go to the driver as they are
+
+
 def insert(obj: Model, using: str = "default") -> None:
     """INSERT `obj` (a new row) and set its primary key, as `obj.save()` would."""
-    meta = type(obj)._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    model = type(obj)
     connection = connections[using]
-
-    def compile_insert() -> str:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in fields)
-        returning, _ = connection.ops.return_insert_columns([meta.pk])
-        marks = ", ".join(["%s"] * len(fields))
-        # Names from the model's own metadata, quoted; every value is a bound parameter.
-        table = quote(meta.db_table)
-        return f"INSERT INTO {table} ({columns}) VALUES ({marks}) {returning}"  # noqa: S608
-
-    sql = _cached(f"insert:{meta.label}", using, compile_insert)
-    params = [_for_db(f, f.pre_save(obj, True), connection) for f in fields]
+    write = _cached(("insert", model), using, lambda: _compile_insert(model, connection))
+    params = [
+        _for_db(f, plain, f.pre_save(obj, True), connection)
+        for f, plain in zip(write.fields, write.plain, strict=True)
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(write.sql, params)
         (pk,) = cursor.fetchone()
     obj.pk = pk
     obj._state.adding, obj._state.db = False, using
+
+
+def _compile_insert(model: type[Model], connection: Any) -> _Write:
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    returning, _ = connection.ops.return_insert_columns([meta.pk])
+    marks = ", ".join(["%s"] * len(fields))
+    # Names from the model's own metadata, quoted; every value is a bound parameter.
+    table = quote(meta.db_table)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) {returning}"  # noqa: S608
+    return _Write(sql, fields, [_plain(f) for f in fields])
 
 
 def update(obj: Model, fields: Sequence[str], using: str = "default") -> int:
@@ -149,28 +161,33 @@ def update(obj: Model, fields: Sequence[str], using: str = "default") -> int:
 def update_row(model: type[Model], pk: Any, values: dict[str, Any], using: str = "default") -> int:
     """UPDATE one row of `model` by primary key, without building an instance; `values` by
     field name or attname. Returns the number of rows changed (0 or 1)."""
-    meta = model._meta
-    targets: list[Field[Any, Any]] = []
-    for name in values:
-        field = meta.get_field(name)
-        assert isinstance(field, Field)
-        targets.append(field)
     connection = connections[using]
-
-    def compile_update() -> str:
-        quote = connection.ops.quote_name
-        sets = ", ".join(f"{quote(f.column)} = %s" for f in targets)
-        assert meta.pk is not None
-        table, key = quote(meta.db_table), quote(meta.pk.column)
-        return f"UPDATE {table} SET {sets} WHERE {key} = %s"  # noqa: S608
-
-    sql = _cached(f"update:{meta.label}:{','.join(values)}", using, compile_update)
+    names = tuple(values)
+    write = _cached(
+        ("update", model, names), using, lambda: _compile_update(model, names, connection)
+    )
     params = [
-        _for_db(f, value, connection) for f, value in zip(targets, values.values(), strict=True)
+        _for_db(f, plain, value, connection)
+        for f, plain, value in zip(write.fields, write.plain, values.values(), strict=True)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, pk])
+        cursor.execute(write.sql, [*params, pk])
         return int(cursor.rowcount)
+
+
+def _compile_update(model: type[Model], names: tuple[str, ...], connection: Any) -> _Write:
+    meta = model._meta
+    fields: list[Field[Any, Any]] = []
+    for name in names:
+        field = meta.get_field(name)
+        assert isinstance(field, Field)
+        fields.append(field)
+    quote = connection.ops.quote_name
+    sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    assert meta.pk is not None
+    table, key = quote(meta.db_table), quote(meta.pk.column)
+    sql = f"UPDATE {table} SET {sets} WHERE {key} = %s"  # noqa: S608
+    return _Write(sql, fields, [_plain(f) for f in fields])
 
 
 # Fields whose value goes to every driver as it is when it already has the stored type: the
@@ -186,22 +203,25 @@ _AS_IS = {
 }
 
 
-def _for_db(field: Field[Any, Any], value: Any, connection: Any) -> Any:
-    if isinstance(value, Model):  # a related object: its key, as the ORM's UPDATE takes it
-        value = value.pk
-    plain = _AS_IS.get(field.get_internal_type())
+def _plain(field: Field[Any, Any]) -> type | None:
+    return _AS_IS.get(field.get_internal_type())
+
+
+def _for_db(field: Field[Any, Any], plain: type | None, value: Any, connection: Any) -> Any:
     if plain is not None and (type(value) is plain or (value is None and field.null)):
         return value
+    if isinstance(value, Model):  # a related object: its key, as the ORM's UPDATE takes it
+        value = value.pk
     return field.get_db_prep_save(value, connection)
 
 
 T = TypeVar("T")
 
 
-def _cached(key: str, using: str, build: Callable[[], T]) -> T:
+def _cached(key: Hashable, using: str, build: Callable[[], T]) -> T:
     """Per thread (a compiled statement holds nothing of a connection, but the converters a
     backend hands out may) and per database alias."""
-    cache: dict[tuple[str, str], Any] | None = getattr(_local, "compiled", None)
+    cache: dict[tuple[Hashable, str], Any] | None = getattr(_local, "compiled", None)
     if cache is None:
         cache = _local.compiled = {}
     found = cache.get((key, using))

@@ -4,15 +4,28 @@ A live page remembers what its browser shows (the last frame's seq, each block's
 escalation card) and renders only what changed since. It does not trust events to say what
 changed: the channel layers drop messages beyond a channel's capacity, and the sweeper's
 writes are announced by nobody on the in-memory layer. An event (or a slow timer) only says
-"look again"; the database says what is new. Everything runs in one worker thread per call
-(`database_sync_to_async`), never concurrently for one page.
+"look again"; the database says what is new. A page renders in one call at a time, never
+concurrently with itself, on a small pool of threads of its own (`rendered`), so a flood of
+agents' frames on the sync thread does not hold the screens back, nor the screens the frames.
+
+Many viewers woken by one event would each ask the database the same thing: `SHARED` lets
+them share one computation of what does not depend on what each browser already shows (the
+page's fingerprint, its blocks and cards as rendered for one operator, the rows after a seq),
+provided that computation started after the viewer was woken, so it read the event's commit.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Any
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.template.loader import render_to_string
@@ -40,6 +53,88 @@ LIVE_CATCH_UP = 50
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
 
 
+# Threads that render live pages (the sync thread ingests agents' frames). Each holds its own
+# database connection (SQLite: WAL readers beside the writer, IMMEDIATE writes wait their
+# turn; PostgreSQL: a connection each), closed when too old as after any request.
+LIVE_RENDER_THREADS = 2
+
+T = TypeVar("T")
+_clock = itertools.count(1)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def tick() -> int:
+    """The live pages' clock: a viewer notes a tick when woken; a computation notes one when
+    it starts, so "started after I was woken" is `started > asked`."""
+    return next(_clock)
+
+
+async def rendered(render: Callable[[int], T], asked: int) -> T:
+    """`render(asked)` on the live pages' own threads, database connections tidied as
+    `database_sync_to_async` does."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(LIVE_RENDER_THREADS, thread_name_prefix="live-render")
+    call = database_sync_to_async(render, thread_sensitive=False, executor=_pool)
+    return await call(asked)
+
+
+@dataclass
+class _Flight:
+    started: int
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    failed: bool = False
+
+
+class Shared:
+    """One computation per key for the viewers that ask for it at about the same time.
+
+    A viewer asks with the tick at which it was woken (0: any result for this key will do,
+    when the key itself says which state it is, as a fingerprint does). It gets the result
+    of the last computation for the key if that started after the tick, waiting for it if it
+    still runs; otherwise it computes, and viewers that ask later share its result."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._flights: OrderedDict[Hashable, _Flight] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+        self.computed: Counter[str] = Counter()  # by the key's first item, for tests
+
+    def get(self, key: tuple[Hashable, ...], asked: int, compute: Callable[[], T]) -> T:
+        with self._lock:
+            flight = self._flights.get(key)
+            mine = flight is None or flight.started <= asked or flight.failed
+            if mine:
+                flight = self._flights[key] = _Flight(tick())
+                self._flights.move_to_end(key)
+                while len(self._flights) > self.size:
+                    self._flights.popitem(last=False)
+        assert flight is not None
+        if not mine:
+            flight.done.wait()
+            return compute() if flight.failed else flight.value
+        try:
+            flight.value = compute()
+            self.computed[str(key[0])] += 1
+        except BaseException:
+            flight.failed = True
+            raise
+        finally:
+            flight.done.set()
+        return flight.value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._flights.clear()
+            self.computed.clear()
+
+
+SHARED = Shared()
+
+
 def _settled(html: str) -> str:
     return _TIME_TEXT.sub(r"\1\2", html)
 
@@ -53,6 +148,15 @@ def parse_shown(value: str) -> dict[int, str | None]:
         if pk.isdigit():
             shown[int(pk)] = version or None
     return shown
+
+
+@dataclass(frozen=True)
+class View:
+    """What a page shows, rendered for one operator: its blocks by id, and each escalation
+    card with its state block (out of band). Shared by the viewers of that page and state."""
+
+    blocks: dict[str, str]
+    cards: list[tuple[present.EscalationCard, str]]
 
 
 class LivePage:
@@ -72,32 +176,65 @@ class LivePage:
         self.rendered_versions = shown
         self.last_fingerprint: tuple[Any, ...] | None = None
 
-    def changes(self) -> tuple[str, bool]:
-        """HTML to send (empty when nothing changed), and whether more is waiting."""
+    def changes(self, asked: int = 0) -> tuple[str, bool]:
+        """HTML to send (empty when nothing changed), and whether more is waiting; what is
+        shared was computed after tick `asked` (see `Shared`)."""
         # A few aggregate queries tell whether anything this page shows may have changed;
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
-        attention.looking(self.user, [pk for pk in self.cards])
-        fingerprint = self.fingerprint()
-        if fingerprint is not None:
-            fingerprint = (*fingerprint, attention.fingerprint(list(self.cards)))
+        attention.looking(self.user, list(self.cards))
+        shown = tuple(sorted(self.cards))
+        fingerprint = SHARED.get(
+            ("fingerprint", *self.identity(), shown), asked, lambda: self._fingerprint(shown)
+        )
         if fingerprint is not None and fingerprint == self.last_fingerprint:
             return "", False
         # Read the operator afresh: a role taken away applies from this update on (the socket
         # itself closes when they may no longer watch, see coordination/watch.py).
-        self.user = User.objects.get(pk=self.user.pk)
-        parts, more = self.news()
-        for block_id, html in self.render_blocks().items():
+        pk = self.user.pk
+        self.user = SHARED.get(("user", pk), asked, lambda: User.objects.get(pk=pk))
+        parts, more = self.news(asked)
+        # The fingerprint says which state the view is of: any view rendered for it will do.
+        perms = (self.user.pk, self.can_decide, self.can_take_over)
+        view = SHARED.get(
+            ("view", *self.identity(), shown, fingerprint, *perms),
+            asked if fingerprint is None else 0,
+            self.view,
+        )
+        for block_id, html in view.blocks.items():
             settled = _settled(html)
             if self.blocks.get(block_id) != settled:
                 parts.append(html)
                 self.blocks[block_id] = settled
+        parts.extend(self.changed_cards(view))
+        parts.extend(self.people_blocks())
+        if not more:
+            self.last_fingerprint = fingerprint
+        return "".join(parts), more
+
+    def _fingerprint(self, shown: tuple[int, ...]) -> tuple[Any, ...] | None:
+        fingerprint = self.fingerprint()
+        if fingerprint is None:
+            return None
+        return (*fingerprint, attention.fingerprint(shown))
+
+    def view(self) -> View:
+        cards = []
         for card in self.escalation_cards():
             context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
             state = render_to_string(
                 "coordination/escalation_card.html#state", {**context, "oob": True}
             )
+            cards.append((card, str(state)))
+        return View(self.render_blocks(), cards)
+
+    def changed_cards(self, view: View) -> list[str]:
+        """New cards whole, changed ones by their state block; a card the browser shows as
+        rendered is left alone (what the operator typed stays)."""
+        parts: list[str] = []
+        for card, state in view.cards:
             settled = _settled(state)
             if card.pk not in self.cards:
+                context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
                 html = render_to_string("coordination/escalation_card.html", context)
                 parts.append(f'<div hx-swap-oob="beforeend:#{self.card_container}">{html}</div>')
             elif (
@@ -107,10 +244,11 @@ class LivePage:
             elif self.cards[card.pk] != settled:
                 parts.append(state)
             self.cards[card.pk] = settled
-        parts.extend(self.people_blocks())
-        if not more:
-            self.last_fingerprint = fingerprint
-        return "".join(parts), more
+        return parts
+
+    def identity(self) -> tuple[Hashable, ...]:
+        """Which page this is, for `SHARED`: pages with one identity show the same things."""
+        return (type(self).__name__,)
 
     @property
     def can_decide(self) -> bool:
@@ -141,7 +279,7 @@ class LivePage:
                 self.blocks[f"people-{pk}"] = html
         return parts
 
-    def news(self) -> tuple[list[str], bool]:
+    def news(self, asked: int) -> tuple[list[str], bool]:
         return [], False
 
     def fingerprint(self) -> tuple[Any, ...] | None:
@@ -220,20 +358,32 @@ class CoordinationPage(LivePage):
             .values(),
         )
 
-    def news(self) -> tuple[list[str], bool]:
+    def identity(self) -> tuple[Hashable, ...]:
+        return (type(self).__name__, self.coordination_pk)
+
+    def news(self, asked: int) -> tuple[list[str], bool]:
+        """The rows after the page's seq: viewers at one seq share them, so each shows every
+        frame once, in order, whoever rendered them."""
+        key = ("news", self.coordination_pk, self.only.query, self.seq, self.skipped)
+        html, self.seq, more = SHARED.get(key, asked, self._news)
+        if not html:
+            return [], more
+        self.skipped = 0
+        return [html], more
+
+    def _news(self) -> tuple[str, int, bool]:
         seen = self.seq
-        frames, self.seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
+        frames, seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
         # A full batch may have been the last one: ask, rather than send an empty message.
-        more = self.seq - seen >= LIVE_BATCH and (
-            Frame.objects.filter(coordination_id=self.coordination_pk, seq__gt=self.seq).exists()
+        more = seq - seen >= LIVE_BATCH and (
+            Frame.objects.filter(coordination_id=self.coordination_pk, seq__gt=seq).exists()
         )
         if not frames:
-            return [], more
+            return "", seq, more
         rows = timeline.fold([present.TimelineRow(frame) for frame in reversed(frames)])
         context = {"rows": rows, "skipped": self.skipped, "reload": self.next_url()}
-        self.skipped = 0
         html = render_to_string("coordination/coordination_detail.html#live-rows", context)
-        return [html], more
+        return html, seq, more
 
     def render_blocks(self) -> dict[str, str]:
         coordination = Coordination.objects.select_related("owner", "latest_snapshot").get(
@@ -270,6 +420,9 @@ class DashboardPage(LivePage):
     def __init__(self, user: User, query: listing.ListQuery) -> None:
         super().__init__(user, {})
         self.query = query
+
+    def identity(self) -> tuple[Hashable, ...]:
+        return (type(self).__name__, self.query)
 
     def fingerprint(self) -> tuple[Any, ...]:
         coordinations = Coordination.objects.aggregate(n=Count("pk"), at=Max("last_activity"))
@@ -309,6 +462,9 @@ class EscalationPage(LivePage):
     def __init__(self, user: User, escalation_pk: int, shown: dict[int, str | None]) -> None:
         super().__init__(user, shown)
         self.escalation_pk = escalation_pk
+
+    def identity(self) -> tuple[Hashable, ...]:
+        return (type(self).__name__, self.escalation_pk)
 
     def fingerprint(self) -> tuple[Any, ...]:
         return _escalations_fingerprint(Escalation.objects.filter(pk=self.escalation_pk))

@@ -33,11 +33,10 @@ from coordination.live import (
     InboxPage,
     LivePage,
     parse_shown,
-    rendered,
-    tick,
 )
 from coordination.models import Agent, Coordination, Escalation
 from coordination.schemas import FrameError, Outcome, error_frame, parse_message
+from coordination.sharing import rendered, tick
 from coordination.timeline import Filter
 from coordination.watch import AgentSocket, ViewerSocket, unwatch, watch
 

@@ -5,27 +5,21 @@ escalation card) and renders only what changed since. It does not trust events t
 changed: the channel layers drop messages beyond a channel's capacity, and the sweeper's
 writes are announced by nobody on the in-memory layer. An event (or a slow timer) only says
 "look again"; the database says what is new. A page renders in one call at a time, never
-concurrently with itself, on a small pool of threads of its own (`rendered`), so a flood of
-agents' frames on the sync thread does not hold the screens back, nor the screens the frames.
+concurrently with itself, on the live pages' own threads (`sharing.rendered`).
 
-Many viewers woken by one event would each ask the database the same thing: `SHARED` lets
-them share one computation of what does not depend on what each browser already shows (the
-page's fingerprint, its blocks and cards as rendered for one operator, the rows after a seq),
-provided that computation started after the viewer was woken, so it read the event's commit.
+Many viewers woken by one event would each ask the database the same thing: they share one
+computation (`sharing.SHARED`) of what does not depend on what each browser already shows
+(the page's fingerprint, its blocks and cards as rendered for one operator, the rows after a
+seq), provided that computation started after the viewer was woken.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-import threading
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
 
-from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.template.loader import render_to_string
@@ -41,6 +35,7 @@ from coordination.models.work import (
     RequestStatus,
     RouteRequest,
 )
+from coordination.sharing import SHARED
 
 # Frames sent in one message at most; a page further behind gets several messages.
 LIVE_BATCH = 50
@@ -51,88 +46,6 @@ LIVE_CATCH_UP = 50
 # Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
 # not resent (console.js keeps those current), so a half-typed note is not wiped for it.
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
-
-
-# Threads that render live pages (the sync thread ingests agents' frames). Each holds its own
-# database connection (SQLite: WAL readers beside the writer, IMMEDIATE writes wait their
-# turn; PostgreSQL: a connection each), closed when too old as after any request.
-LIVE_RENDER_THREADS = 2
-
-T = TypeVar("T")
-_clock = itertools.count(1)
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def tick() -> int:
-    """The live pages' clock: a viewer notes a tick when woken; a computation notes one when
-    it starts, so "started after I was woken" is `started > asked`."""
-    return next(_clock)
-
-
-async def rendered(render: Callable[[int], T], asked: int) -> T:
-    """`render(asked)` on the live pages' own threads, database connections tidied as
-    `database_sync_to_async` does."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(LIVE_RENDER_THREADS, thread_name_prefix="live-render")
-    call = database_sync_to_async(render, thread_sensitive=False, executor=_pool)
-    return await call(asked)
-
-
-@dataclass
-class _Flight:
-    started: int
-    done: threading.Event = field(default_factory=threading.Event)
-    value: Any = None
-    failed: bool = False
-
-
-class Shared:
-    """One computation per key for the viewers that ask for it at about the same time.
-
-    A viewer asks with the tick at which it was woken (0: any result for this key will do,
-    when the key itself says which state it is, as a fingerprint does). It gets the result
-    of the last computation for the key if that started after the tick, waiting for it if it
-    still runs; otherwise it computes, and viewers that ask later share its result."""
-
-    def __init__(self, size: int = 512) -> None:
-        self._flights: OrderedDict[Hashable, _Flight] = OrderedDict()
-        self._lock = threading.Lock()
-        self.size = size
-        self.computed: Counter[str] = Counter()  # by the key's first item, for tests
-
-    def get(self, key: tuple[Hashable, ...], asked: int, compute: Callable[[], T]) -> T:
-        with self._lock:
-            flight = self._flights.get(key)
-            mine = flight is None or flight.started <= asked or flight.failed
-            if mine:
-                flight = self._flights[key] = _Flight(tick())
-                self._flights.move_to_end(key)
-                while len(self._flights) > self.size:
-                    self._flights.popitem(last=False)
-        assert flight is not None
-        if not mine:
-            flight.done.wait()
-            return compute() if flight.failed else flight.value
-        try:
-            flight.value = compute()
-            self.computed[str(key[0])] += 1
-        except BaseException:
-            flight.failed = True
-            raise
-        finally:
-            flight.done.set()
-        return flight.value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._flights.clear()
-            self.computed.clear()
-
-
-SHARED = Shared()
 
 
 def _settled(html: str) -> str:
@@ -148,6 +61,11 @@ def parse_shown(value: str) -> dict[int, str | None]:
         if pk.isdigit():
             shown[int(pk)] = version or None
     return shown
+
+
+# New timeline rows as one part of a message, the seq the page has then seen up to, and
+# whether more rows are waiting.
+News = tuple[str, int, bool]
 
 
 @dataclass(frozen=True)
@@ -183,16 +101,19 @@ class LivePage:
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
         attention.looking(self.user, list(self.cards))
         shown = tuple(sorted(self.cards))
-        fingerprint = SHARED.get(
-            ("fingerprint", *self.identity(), shown), asked, lambda: self._fingerprint(shown)
+        # The fingerprint, then the rows after the page's seq, in one read: the rows are at
+        # least as new as the state the fingerprint says this page shows from now on.
+        fingerprint, (news, seq, more) = SHARED.get(
+            ("read", *self.identity(), shown, *self.position()), asked, lambda: self.read(shown)
         )
-        if fingerprint is not None and fingerprint == self.last_fingerprint:
+        if not news and fingerprint is not None and fingerprint == self.last_fingerprint:
             return "", False
         # Read the operator afresh: a role taken away applies from this update on (the socket
         # itself closes when they may no longer watch, see coordination/watch.py).
         pk = self.user.pk
         self.user = SHARED.get(("user", pk), asked, lambda: User.objects.get(pk=pk))
-        parts, more = self.news(asked)
+        parts = [news] if news else []
+        self.advanced(news, seq)
         # The fingerprint says which state the view is of: any view rendered for it will do.
         perms = (self.user.pk, self.can_decide, self.can_take_over)
         view = SHARED.get(
@@ -211,11 +132,22 @@ class LivePage:
             self.last_fingerprint = fingerprint
         return "".join(parts), more
 
-    def _fingerprint(self, shown: tuple[int, ...]) -> tuple[Any, ...] | None:
+    def read(self, shown: tuple[int, ...]) -> tuple[tuple[Any, ...] | None, News]:
+        """The page's fingerprint with who looks at its cards, then its news."""
         fingerprint = self.fingerprint()
-        if fingerprint is None:
-            return None
-        return (*fingerprint, attention.fingerprint(shown))
+        if fingerprint is not None:
+            fingerprint = (*fingerprint, attention.fingerprint(shown))
+        return fingerprint, self.news()
+
+    def position(self) -> tuple[Hashable, ...]:
+        """Where in a stream this page is (viewers share news only from the same place)."""
+        return ()
+
+    def news(self) -> News:
+        return "", 0, False
+
+    def advanced(self, news: str, seq: int) -> None:
+        """The page has been sent `news`, the rows up to `seq`."""
 
     def view(self) -> View:
         cards = []
@@ -278,9 +210,6 @@ class LivePage:
                 parts.append(html)
                 self.blocks[f"people-{pk}"] = html
         return parts
-
-    def news(self, asked: int) -> tuple[list[str], bool]:
-        return [], False
 
     def fingerprint(self) -> tuple[Any, ...] | None:
         """Cheap summary of what the page shows; None renders every time."""
@@ -361,17 +290,17 @@ class CoordinationPage(LivePage):
     def identity(self) -> tuple[Hashable, ...]:
         return (type(self).__name__, self.coordination_pk)
 
-    def news(self, asked: int) -> tuple[list[str], bool]:
-        """The rows after the page's seq: viewers at one seq share them, so each shows every
-        frame once, in order, whoever rendered them."""
-        key = ("news", self.coordination_pk, self.only.query, self.seq, self.skipped)
-        html, self.seq, more = SHARED.get(key, asked, self._news)
-        if not html:
-            return [], more
-        self.skipped = 0
-        return [html], more
+    def position(self) -> tuple[Hashable, ...]:
+        # Viewers at one seq share the rows after it, so each shows every frame once, in
+        # order, whoever rendered them.
+        return (self.only.query, self.seq, self.skipped)
 
-    def _news(self) -> tuple[str, int, bool]:
+    def advanced(self, news: str, seq: int) -> None:
+        self.seq = seq
+        if news:
+            self.skipped = 0
+
+    def news(self) -> News:
         seen = self.seq
         frames, seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
         # A full batch may have been the last one: ask, rather than send an empty message.

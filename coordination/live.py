@@ -16,8 +16,8 @@ seq), provided that computation started after the viewer was woken.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -43,6 +43,9 @@ LIVE_BATCH = 50
 # frames and a note with a link to reload: catching up a long chain would hold the database
 # thread that agents' frames need. Older frames stay a click away (the timeline's pages).
 LIVE_CATCH_UP = 50
+# How often a page renews its operator's "looking" rows while the cards stay the same (well
+# within attention.LOOKING_SECONDS).
+LOOK_RENEW_SECONDS = 2.0
 # Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
 # not resent (console.js keeps those current), so a half-typed note is not wiped for it.
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
@@ -68,13 +71,8 @@ def parse_shown(value: str) -> dict[int, str | None]:
 News = tuple[str, int, bool]
 
 
-@dataclass(frozen=True)
-class View:
-    """What a page shows, rendered for one operator: its blocks by id, and each escalation
-    card with its state block (out of band). Shared by the viewers of that page and state."""
-
-    blocks: dict[str, str]
-    cards: list[tuple[present.EscalationCard, str]]
+# An escalation card, its state block (out of band) and that block without its times.
+RenderedCard = tuple[present.EscalationCard, str, str]
 
 
 class LivePage:
@@ -93,44 +91,71 @@ class LivePage:
         # again on connect, which would wipe a note the operator began typing.
         self.rendered_versions = shown
         self.last_fingerprint: tuple[Any, ...] | None = None
+        # When what this page shows was read (see `Shared.latest`); None before the first.
+        self.read_at: int | None = None
+        self.looked: tuple[tuple[int, ...] | None, float] = (None, 0.0)
 
     def changes(self, asked: int = 0) -> tuple[str, bool]:
-        """HTML to send (empty when nothing changed), and whether more is waiting; what is
-        shared was computed after tick `asked` (see `Shared`)."""
+        """HTML to send (empty when nothing changed), and whether to render again at once
+        (more rows are waiting, or what was shared had been read before tick `asked`)."""
         # A few aggregate queries tell whether anything this page shows may have changed;
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
-        attention.looking(self.user, list(self.cards))
         shown = tuple(sorted(self.cards))
+        self.look(shown)
         # The fingerprint, then the rows after the page's seq, in one read: the rows are at
         # least as new as the state the fingerprint says this page shows from now on.
-        fingerprint, (news, seq, more) = SHARED.get(
-            ("read", *self.identity(), shown, *self.position()), asked, lambda: self.read(shown)
+        (fingerprint, (news, seq, more)), fresh, self.read_at = SHARED.latest(
+            ("read", *self.identity(), shown, *self.position()),
+            asked,
+            self.read_at,
+            lambda: self.read(shown),
         )
         if not news and fingerprint is not None and fingerprint == self.last_fingerprint:
-            return "", False
+            return "", not fresh
         # Read the operator afresh: a role taken away applies from this update on (the socket
         # itself closes when they may no longer watch, see coordination/watch.py).
         pk = self.user.pk
         self.user = SHARED.get(("user", pk), asked, lambda: User.objects.get(pk=pk))
         parts = [news] if news else []
         self.advanced(news, seq)
-        # The fingerprint says which state the view is of: any view rendered for it will do.
-        perms = (self.user.pk, self.can_decide, self.can_take_over)
-        view = SHARED.get(
-            ("view", *self.identity(), shown, fingerprint, *perms),
-            asked if fingerprint is None else 0,
-            self.view,
+        parts.extend(self.changed(fingerprint, shown, asked))
+        parts.extend(self.people_blocks(fingerprint, asked))
+        if not more:
+            self.last_fingerprint = fingerprint
+        # A read shared from before the event (another viewer's) is followed by a fresh one.
+        return "".join(parts), more or not fresh
+
+    def look(self, shown: tuple[int, ...]) -> None:
+        """Renew this operator's "looking" at the cards: when they change, else now and then
+        (a page rendering many times a second need not ask each time)."""
+        now = time.monotonic()
+        if shown != self.looked[0] or now - self.looked[1] >= LOOK_RENEW_SECONDS:
+            attention.looking(self.user, shown)
+            self.looked = (shown, now)
+
+    def changed(self, fingerprint: Any, shown: tuple[int, ...], asked: int) -> list[str]:
+        """The blocks and cards that differ from what this socket sent."""
+        parts: list[str] = []
+        # The fingerprint says which state a rendering is of: any rendered for it will do.
+        after = asked if fingerprint is None else 0
+        perms = (self.can_decide, self.can_take_over)
+        blocks = SHARED.get(
+            ("blocks", *self.identity(), fingerprint, self.user.pk, *perms),
+            after,
+            self.render_blocks,
         )
-        for block_id, html in view.blocks.items():
+        for block_id, html in blocks.items():
             settled = _settled(html)
             if self.blocks.get(block_id) != settled:
                 parts.append(html)
                 self.blocks[block_id] = settled
-        parts.extend(self.changed_cards(view))
-        parts.extend(self.people_blocks())
-        if not more:
-            self.last_fingerprint = fingerprint
-        return "".join(parts), more
+        # Cards change only with the escalations: rendered once for every viewer and frame.
+        cards = SHARED.get(
+            ("cards", *self.identity(), shown, self.cards_fingerprint(fingerprint), perms[0]),
+            after,
+            self.rendered_cards,
+        )
+        return parts + self.changed_cards(cards)
 
     def read(self, shown: tuple[int, ...]) -> tuple[tuple[Any, ...] | None, News]:
         """The page's fingerprint with who looks at its cards, then its news."""
@@ -149,22 +174,31 @@ class LivePage:
     def advanced(self, news: str, seq: int) -> None:
         """The page has been sent `news`, the rows up to `seq`."""
 
-    def view(self) -> View:
-        cards = []
-        for card in self.escalation_cards():
-            context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
-            state = render_to_string(
-                "coordination/escalation_card.html#state", {**context, "oob": True}
-            )
-            cards.append((card, str(state)))
-        return View(self.render_blocks(), cards)
+    def cards_fingerprint(self, fingerprint: tuple[Any, ...] | None) -> Hashable:
+        """The part of the fingerprint the escalation cards depend on (who looks at them is
+        a block of its own)."""
+        return None if fingerprint is None else fingerprint[:-1]
 
-    def changed_cards(self, view: View) -> list[str]:
+    def rendered_cards(self) -> list[RenderedCard]:
+        cards: list[RenderedCard] = []
+        can_decide, next_url = self.can_decide, self.next_url()
+        for card in self.escalation_cards():
+            context = {"card": card, "can_decide": can_decide, "next": next_url, "oob": True}
+
+            def state(context: dict[str, Any] = context) -> str:
+                return render_to_string("coordination/escalation_card.html#state", context)
+
+            # A card's state block is what its version says (status, approvals, tier): one
+            # rendering per version serves every page and every later change of the others.
+            html = SHARED.get(("state", card.pk, card.version, can_decide, next_url), 0, state)
+            cards.append((card, html, _settled(html)))
+        return cards
+
+    def changed_cards(self, cards: list[RenderedCard]) -> list[str]:
         """New cards whole, changed ones by their state block; a card the browser shows as
         rendered is left alone (what the operator typed stays)."""
         parts: list[str] = []
-        for card, state in view.cards:
-            settled = _settled(state)
+        for card, state, settled in cards:
             if card.pk not in self.cards:
                 context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
                 html = render_to_string("coordination/escalation_card.html", context)
@@ -190,12 +224,24 @@ class LivePage:
     def can_take_over(self) -> bool:
         return self.user.has_perm("coordination.take_over")
 
-    def people_blocks(self) -> list[str]:
+    def people_blocks(self, fingerprint: Any, asked: int) -> list[str]:
         """Who else looks at each card, who is on it: a block of its own per card, so the
         card's form (and what the operator typed) is not re-sent when someone arrives."""
+        cards = tuple(sorted(self.cards))
+        # Who looks at the cards is the fingerprint's last part (see `read`).
+        looks = asked if fingerprint is None else 0
+        key = ("people", *self.identity(), cards, fingerprint and fingerprint[-1])
+        blocks = SHARED.get((*key, self.user.pk, self.can_decide), looks, self.render_people)
         parts: list[str] = []
-        for pk, people in attention.people(list(self.cards)).items():
-            html = render_to_string(
+        for pk, html in blocks.items():
+            if self.blocks.get(f"people-{pk}") != html:
+                parts.append(html)
+                self.blocks[f"people-{pk}"] = html
+        return parts
+
+    def render_people(self) -> dict[int, str]:
+        return {
+            pk: render_to_string(
                 "coordination/escalation_card.html#people",
                 {
                     "card_pk": pk,
@@ -206,10 +252,8 @@ class LivePage:
                     "oob": True,
                 },
             )
-            if self.blocks.get(f"people-{pk}") != html:
-                parts.append(html)
-                self.blocks[f"people-{pk}"] = html
-        return parts
+            for pk, people in attention.people(list(self.cards)).items()
+        }
 
     def fingerprint(self) -> tuple[Any, ...] | None:
         """Cheap summary of what the page shows; None renders every time."""
@@ -273,10 +317,10 @@ class CoordinationPage(LivePage):
     def fingerprint(self) -> tuple[Any, ...]:
         coordination = Coordination.objects.filter(pk=self.coordination_pk)
         return (
-            *coordination.values_list("head_seq", "owner_id", "state").get(),
-            *_escalations_fingerprint(
+            _escalations_fingerprint(
                 Escalation.objects.filter(coordination_id=self.coordination_pk)
             ),
+            *coordination.values_list("head_seq", "owner_id", "state").get(),
             _presence_fingerprint(),
             *RouteRequest.objects.filter(coordination_id=self.coordination_pk)
             .aggregate(
@@ -289,6 +333,9 @@ class CoordinationPage(LivePage):
 
     def identity(self) -> tuple[Hashable, ...]:
         return (type(self).__name__, self.coordination_pk)
+
+    def cards_fingerprint(self, fingerprint: tuple[Any, ...] | None) -> Hashable:
+        return None if fingerprint is None else fingerprint[0]
 
     def position(self) -> tuple[Hashable, ...]:
         # Viewers at one seq share the rows after it, so each shows every frame once, in

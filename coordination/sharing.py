@@ -73,6 +73,7 @@ def stop_rendering() -> None:
 @dataclass
 class _Flight:
     started: int
+    finished: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     value: Any = None
     failed: bool = False
@@ -93,18 +94,36 @@ class Shared:
         self.computed: Counter[str] = Counter()  # by the key's first item, for tests
 
     def get(self, key: tuple[Hashable, ...], asked: int, compute: Callable[[], T]) -> T:
+        return self.latest(key, asked, None, compute)[0]
+
+    def latest(
+        self, key: tuple[Hashable, ...], asked: int, since: int | None, compute: Callable[[], T]
+    ) -> tuple[T, bool, int]:
+        """As `get`, but when no computation started after `asked`, one that started after
+        tick `since` (when what the viewer shows was read) will do too, being no older: the
+        result, whether it is fresh (if not, the viewer renders again), and the tick at which
+        it was read. Viewers woken at slightly different times so keep to the same results."""
         with self._lock:
             flight = self._flights.get(key)
-            mine = flight is None or flight.started <= asked or flight.failed
-            if mine:
+            fresh = flight is not None and not flight.failed and flight.started > asked
+            stale = (
+                not fresh
+                and since is not None
+                and flight is not None
+                and not flight.failed
+                and flight.started > since
+            )
+            if not (fresh or stale):
                 flight = self._flights[key] = _Flight(tick())
                 self._flights.move_to_end(key)
                 while len(self._flights) > self.size:
                     self._flights.popitem(last=False)
         assert flight is not None
-        if not mine:
+        if fresh or stale:
             flight.done.wait()
-            return compute() if flight.failed else flight.value
+            if not flight.failed:
+                return flight.value, fresh, flight.finished
+            return compute(), True, tick()
         try:
             flight.value = compute()
             self.computed[str(key[0])] += 1
@@ -112,8 +131,9 @@ class Shared:
             flight.failed = True
             raise
         finally:
+            flight.finished = tick()
             flight.done.set()
-        return flight.value
+        return flight.value, True, flight.finished
 
     def clear(self) -> None:
         with self._lock:

@@ -291,7 +291,7 @@ def main() -> None:
         f"viewers: {args.viewers} viewers, {args.agents} agents at {args.rate:.0f} frames/s "
         f"(achieved {v['achieved_rate']:.0f}) for {args.seconds:.0f} s: frame -> row "
         f"p50 {v['p50']:.1f} ms, p99 {v['p99']:.1f} ms; ack p99 {v['ack_p99']:.1f} ms; "
-        f"unacked {v['unacked']}; shown min {min(v['shown']):.1%}; "
+        f"unacked {v['unacked']}; shown min {min(v['shown'], default=1):.1%}; "
         f"every viewer in order, once: {v['in_order_once']}"
     )
 

@@ -142,6 +142,24 @@ def test_a_computation_started_before_a_viewer_was_woken_is_not_shared_with_it()
     assert shared.get(("k",), woken, compute) == 2  # started before: computed again
 
 
+def test_a_viewer_may_keep_to_a_read_no_older_than_what_it_shows_and_is_told_it_is_stale():
+    shared = sharing.Shared()
+    calls = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    value, fresh, read_at = shared.latest(("k",), sharing.tick(), None, compute)
+    assert (value, fresh) == (1, True)
+    other, _, _ = shared.latest(("k",), sharing.tick(), None, compute)  # another viewer
+    assert other == 2
+    # Woken after that read started, but it is newer than what this viewer shows: taken,
+    # marked stale (the viewer renders again), and not computed once more.
+    value, fresh, _ = shared.latest(("k",), sharing.tick(), read_at, compute)
+    assert (value, fresh, len(calls)) == (2, False, 2)
+
+
 async def _viewer(live_server, user, path: str) -> websockets.ClientConnection:
     cookie = await sync_to_async(session_cookie)(user)
     headers = {"Cookie": f"sessionid={cookie}", "Origin": live_server.http}

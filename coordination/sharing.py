@@ -51,9 +51,11 @@ async def rendered(render: Callable[[int], T], asked: int) -> T:
 
 
 def stop_rendering() -> None:
-    """Close the render threads' database connections, then the threads (a test, before its
-    database is flushed or dropped; PostgreSQL refuses to drop one still connected to)."""
+    """Close the render threads' database connections, then the threads, and forget what
+    was shared (a test, before its database is flushed or dropped: PostgreSQL refuses to drop
+    one still connected to, and the next test's rows may reuse primary keys)."""
     global _pool
+    SHARED.clear()
     with _pool_lock:
         pool, _pool = _pool, None
     if pool is None:

@@ -102,8 +102,11 @@ class LivePage:
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
         shown = tuple(sorted(self.cards))
         self.look(shown)
-        # The fingerprint, then the rows after the page's seq, in one read: the rows are at
-        # least as new as the state the fingerprint says this page shows from now on.
+        # The rows after the page's seq, then the fingerprint, in one read (renders run beside
+        # ingest, so frames commit in between): the blocks drawn for the fingerprint are at
+        # least as new as the rows, so a row never comes without its summary. Rows committed
+        # after are not lost: a page with news is never taken as unchanged, and their events
+        # wake it again.
         (fingerprint, (news, seq, more)), fresh, self.read_at = SHARED.latest(
             ("read", *self.identity(), shown, *self.position()),
             asked,
@@ -158,11 +161,12 @@ class LivePage:
         return parts + self.changed_cards(cards)
 
     def read(self, shown: tuple[int, ...]) -> tuple[tuple[Any, ...] | None, News]:
-        """The page's fingerprint with who looks at its cards, then its news."""
+        """The page's news, then its fingerprint with who looks at its cards."""
+        news = self.news()
         fingerprint = self.fingerprint()
         if fingerprint is not None:
             fingerprint = (*fingerprint, attention.fingerprint(shown))
-        return fingerprint, self.news()
+        return fingerprint, news
 
     def position(self) -> tuple[Hashable, ...]:
         """Where in a stream this page is (viewers share news only from the same place)."""

@@ -14,6 +14,8 @@ always means "stored".
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +34,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
     ensure_writable,
+    prepared,
 )
 from coordination.presence import saw_agent
 from coordination.schemas import (
@@ -50,6 +53,7 @@ from coordination.schemas import (
     parse_envelope,
     read_payload,
 )
+from coordination.statements import Seen, locked_agent, locked_coordination, seen, stored_frame
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,47 @@ INTERNAL_ERROR = (
 )
 
 
+@dataclass
+class Work:
+    """What one socket sent, waiting for a batch (coordination.batching)."""
+
+    agent: Agent
+    items: list[Any]
+    session_id: str
+
+
+class _Redo(Exception):
+    """Rolls a batch back whole so that it runs again frame by frame."""
+
+
+# Set while a batch runs: frames are stored without a savepoint each, optimistically.
+_batched: ContextVar[bool] = ContextVar("ltpdash_batched", default=False)
+
+
+def ingest_batch(batch: list[Work]) -> list[list[Outcome]]:
+    """Ingest several sockets' frames in one transaction (group commit); outcomes per Work.
+
+    Optimistic: the frames are stored one after another with no savepoint each and no
+    duplicate check before the INSERT (the unique (sender, id) constraint is the check).
+    Anything but a plain success (a refusal after the locks, a duplicate, a fault, a COMMIT
+    that fails) rolls the batch back whole, and it runs again frame by frame, each frame in
+    its own transaction as when it comes alone: the outcomes are then exactly those. Nothing
+    of a batch is answered before its COMMIT: the caller sends the outcomes after this returns.
+    """
+    if len(batch) == 1:
+        return [ingest(batch[0].agent, batch[0].items, batch[0].session_id)]
+    token = _batched.set(True)
+    try:
+        with transaction.atomic():
+            return [ingest(work.agent, work.items, work.session_id) for work in batch]
+    except (_Redo, DatabaseError):
+        pass
+    finally:
+        _batched.reset(token)
+    log.debug("a batch of %d was not stored whole; storing frame by frame", len(batch))
+    return [ingest(work.agent, work.items, work.session_id) for work in batch]
+
+
 def ingest(agent: Agent, data: Any, session_id: str = "") -> list[Outcome]:
     """Ingest what an agent sent (frame, list or bundle); one outcome per frame, in order.
 
@@ -77,7 +122,9 @@ def ingest(agent: Agent, data: Any, session_id: str = "") -> list[Outcome]:
                 apply_agent_ack(agent, item)
                 continue
             outcomes.append(ingest_frame(agent, item, session_id))
-        except Exception:
+        except Exception as exc:
+            if _batched.get():
+                raise _Redo from exc
             # A fault of ours, not the agent's: the frame's transaction rolled back, so it is
             # answered (not stored) and the frames after it still are ingested.
             log.exception("ingesting a frame from %s failed", agent.name)
@@ -110,9 +157,10 @@ def ingest_frame(agent: Agent, item: Any, session_id: str = "") -> Outcome:
         # Heartbeats keep presence fresh; they are not chain entries (presence changes are).
         saw_agent(agent, heartbeat=True)
         return Outcome(frame_id=envelope.id, type="heartbeat")
-    existing = _stored(agent.name, envelope.id)
-    if existing is not None:
-        return _acknowledged(existing, duplicate=True)
+    if not _batched.get():  # in a batch the INSERT's unique constraint checks (a redo)
+        existing = _stored(agent.name, envelope.id)
+        if existing is not None:
+            return _acknowledged(existing, duplicate=True)
     return _store(agent, envelope, frame, text, session_id)
 
 
@@ -124,34 +172,38 @@ def _store(
     agent: Agent, envelope: Envelope, frame: dict[str, Any], text: str, session_id: str
 ) -> Outcome:
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=not _batched.get()):
             stored = _append_and_apply(agent, envelope, frame, text, session_id)
-    except FrameError as exc:
-        # Refused on what the database says (who may speak here): rolled back, nothing kept.
-        return Outcome(frame_id=envelope.id, error=exc)
-    except DatabaseError as exc:
-        if isinstance(exc, IntegrityError):
-            # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
-            existing = _stored(agent.name, envelope.id)
-            if existing is not None:
-                return _acknowledged(existing, duplicate=True)
-        # Anything else (a full disk, a lost connection; SQLite reports a trigger's refusal as
-        # an integrity error too) is the server's failure: no ack, the agent sends it again.
-        log.exception("storing frame %r from %s failed", envelope.id, agent.name)
-        return _refused(envelope, *STORAGE_FAILED)
+    except (FrameError, DatabaseError) as exc:
+        if _batched.get():
+            raise _Redo from exc
+        if isinstance(exc, FrameError):
+            # Refused on what the database says (who may speak here): rolled back, nothing kept.
+            return Outcome(frame_id=envelope.id, error=exc)
+        return _failed(agent, envelope, exc)
     return _acknowledged(stored)
 
 
+def _failed(agent: Agent, envelope: Envelope, exc: DatabaseError) -> Outcome:
+    if isinstance(exc, IntegrityError):
+        # Usually a concurrent copy of the same frame won the race: this one is a duplicate.
+        existing = _stored(agent.name, envelope.id)
+        if existing is not None:
+            return _acknowledged(existing, duplicate=True)
+    # Anything else (a full disk, a lost connection; SQLite reports a trigger's refusal as
+    # an integrity error too) is the server's failure: no ack, the agent sends it again.
+    log.exception("storing frame %r from %s failed", envelope.id, agent.name)
+    return _refused(envelope, *STORAGE_FAILED)
+
+
 def _stored(sender: str, frame_id: str) -> Frame | None:
-    return (
-        Frame.objects.filter(sender=sender, ltp_id=frame_id)
-        .select_related("coordination")
-        .only("ltp_id", "seq", "hash", "warnings", "type", "coordination__key")
-        .first()
-    )
+    return stored_frame(sender, frame_id)
 
 
 def _acknowledged(frame: Frame, duplicate: bool = False) -> Outcome:
+    key = getattr(frame, "coordination_key", None)
+    if key is None and frame.coordination is not None:
+        key = frame.coordination.key
     return Outcome(
         frame_id=frame.ltp_id,
         seq=frame.seq,
@@ -159,7 +211,7 @@ def _acknowledged(frame: Frame, duplicate: bool = False) -> Outcome:
         duplicate=duplicate,
         warnings=frame.warnings,
         type=frame.type,
-        coordination_key=frame.coordination.key if frame.coordination else None,
+        coordination_key=key,
     )
 
 
@@ -177,7 +229,7 @@ def _append_and_apply(
     ts_ms = _ts_ms(envelope)
     # NO KEY: rows inserted elsewhere that reference this agent (deliveries) are not blocked.
     connected_as = agent
-    agent = Agent.objects.select_for_update(no_key=True).get(pk=agent.pk)
+    agent = locked_agent(agent.pk)
     if agent.token_hash != connected_as.token_hash:
         # Rotated or revoked while this socket was open: it closes within a second; until
         # then nothing it sends is stored.
@@ -202,8 +254,9 @@ def _append_and_apply(
             warnings=warnings,
         )
     else:
-        coordination = Coordination.lock(key)
-        ensure_writable(coordination.pk, envelope.id)
+        coordination = locked_coordination(key, agent)
+        if _seen(coordination).imported:
+            ensure_writable(coordination.pk, envelope.id)
         _check_speaker(agent, coordination, envelope, view)
         stored = coordination.append(
             frame,
@@ -213,14 +266,14 @@ def _append_and_apply(
             session_id=session_id,
             warnings=warnings,
             ts=ts,
-            orientation=_orientation_in_force(coordination, agent),
+            orientation=_orientation_in_force(coordination),
             text=text,
         )
         events.coordination_changed(coordination.pk, stored.seq)
 
     _apply(agent, stored, envelope, view)
     if (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities) != loaded:
-        agent.save(update_fields=["last_ts_ms", "current_coordination", "role", "capabilities"])
+        prepared.update(agent, ["last_ts_ms", "current_coordination", "role", "capabilities"])
     saw_agent(agent)
     return stored
 
@@ -232,7 +285,7 @@ def _check_speaker(
     answers it (raises FrameError). The first frame of a coordination opens it."""
     if coordination.head_seq < 0:
         coordination.join(agent, ParticipantVia.OPENED)
-    elif not coordination.has_participant(agent):
+    elif not (_seen(coordination).participant or agent.covers(coordination.key)):
         raise FrameError(
             "not_a_participant",
             f"{agent.name} is not a participant of this coordination: an agent opens it, is "
@@ -257,11 +310,17 @@ def _ts_ms(envelope: Envelope) -> int | None:
         return None
 
 
-def _orientation_in_force(coordination: Coordination, agent: Agent) -> Frame | None:
-    orientation = (
-        Orientation.objects.filter(coordination=coordination, agent=agent).only("frame_id").first()
-    )
-    return Frame(pk=orientation.frame_id) if orientation else None
+def _seen(coordination: Coordination) -> Seen:
+    """What was read with the coordination's lock (ingest locks it with locked_coordination)."""
+    known = seen(coordination)
+    assert known is not None, "the coordination was not locked by locked_coordination"
+    return known
+
+
+def _orientation_in_force(coordination: Coordination) -> Frame | None:
+    """The sender's orientation in force there (read with the coordination's lock)."""
+    frame_pk = _seen(coordination).orientation_frame
+    return Frame(pk=frame_pk) if frame_pk is not None else None
 
 
 def resolve_coordination_key(
@@ -353,13 +412,18 @@ def _orientation(
         "focus": view.focus or "",
         "updated_at": timezone.now(),
     }
-    # One UPDATE in the usual case; update_or_create would add a savepoint and a SELECT.
-    # The agent's row lock makes the create branch race-free.
-    if not Orientation.objects.filter(coordination=coordination, agent=agent).update(**fields):
-        Orientation.objects.create(coordination=coordination, agent=agent, **fields)
+    # One UPDATE of the row read with the coordination's lock in the usual case; the agent's
+    # row lock makes the create branch race-free.
+    known = _seen(coordination)
+    if known.orientation_pk is None or not prepared.update_row(
+        Orientation, known.orientation_pk, fields
+    ):
+        orientation = Orientation.objects.create(coordination=coordination, agent=agent, **fields)
+        known.orientation_pk = orientation.pk
+    known.orientation_frame = stored.pk
     # The orientation in force for this frame is the one it declares.
     stored.orientation = stored
-    stored.save(update_fields=["orientation"])
+    prepared.update(stored, ["orientation"])
 
 
 def _match_request(

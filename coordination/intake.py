@@ -4,8 +4,10 @@
     2. expand    a list or bundle into frames
     3. budget    each frame costs a token of the agent's budget (limits); frames past it are
                  refused one by one with `rate_limited`, nothing of them stored
-    4. ingest    a chunk of frames at a time in the database thread, yielding to the event
-                 loop between chunks, so one agent's 500-frame list does not hold the others
+    4. ingest    a chunk of frames at a time, yielding to the event loop between chunks, so
+                 one agent's 500-frame list does not hold the others; a socket's chunks are
+                 stored together with other sockets' (group commit, coordination.batching),
+                 an HTTP request's in its own transactions
 
 Replies come out per chunk, in the order the frames were sent: one ack or error per frame.
 """
@@ -19,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from coordination import events, limits
+from coordination import batching, events, limits
 from coordination.ingest import INTERNAL_ERROR, ingest
 from coordination.models import Agent
 from coordination.schemas import FrameError, Outcome, error_frame, expand
@@ -52,13 +53,12 @@ async def take_in(
 
     `in_request`: called from an async view, where Django's request cycle manages database
     connections (channels' `database_sync_to_async` would close them under it)."""
-    run = sync_to_async if in_request else database_sync_to_async
     for start in range(0, len(items), limits.CHUNK):
         part = items[start : start + limits.CHUNK]
         admitted = limits.admit(agent.pk, len(part))
         chunk = Chunk()
         if admitted:
-            chunk.outcomes = await _ingest(run, agent, part[:admitted], session_id)
+            chunk.outcomes = await _ingest(agent, part[:admitted], session_id, in_request)
             chunk.replies = [outcome.to_frame() for outcome in chunk.outcomes]
         for item in part[admitted:]:
             chunk.rate_limited += 1
@@ -68,10 +68,15 @@ async def take_in(
         await asyncio.sleep(0)
 
 
-async def _ingest(run: Any, agent: Agent, part: list[Any], session_id: str) -> list[Outcome]:
+async def _ingest(
+    agent: Agent, part: list[Any], session_id: str, in_request: bool
+) -> list[Outcome]:
     try:
+        if not in_request:
+            # Sockets: group commit with the other sockets of this process (batching).
+            return await batching.queue().ingest(agent, part, session_id)
         async with events.acollecting():
-            outcomes: list[Outcome] = await run(ingest)(agent, part, session_id)
+            outcomes: list[Outcome] = await sync_to_async(ingest)(agent, part, session_id)
             return outcomes
     except Exception:
         # ingest answers every frame itself, faults included; this is a fault around it

@@ -26,6 +26,15 @@ def _live_render_threads_closed():
     stop_rendering()
 
 
+@pytest.fixture(autouse=True)
+def _one_ingest_lane_in_this_process(settings):
+    """Sockets served in this process (channels' communicators) store their frames on Django's
+    thread for sync code. Several lanes (PostgreSQL's default) run on pool threads that keep
+    their database connections, which would hold the test database open at teardown; the real
+    daphne processes the end-to-end tests start keep the default and exercise the lanes."""
+    settings.LTP_INGEST_LANES = 1
+
+
 @pytest.fixture
 def ltp_fixtures() -> Path:
     return LTP

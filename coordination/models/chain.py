@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from coordination.canonical import GENESIS, canonical, chain_hash_text, parse_json
+from coordination.models import prepared
 from coordination.models.agents import Agent
 from coordination.models.base import one_of
 from coordination.schemas import PayloadView, view_of
@@ -112,7 +113,7 @@ class Coordination(models.Model):
         now = timezone.now()
         seq = self.head_seq + 1
         digest = chain_hash_text(self.head_hash, text)
-        stored = Frame.objects.create(
+        stored = Frame(
             coordination=self,
             seq=seq,
             prev_hash=self.head_hash,
@@ -129,11 +130,11 @@ class Coordination(models.Model):
             warnings=warnings or [],
             orientation=orientation,
         )
+        # Prepared statements (models.prepared): this runs for every frame.
+        prepared.insert(stored)
         stored.__dict__["_data"] = frame
         self.head_seq, self.head_hash, self.last_activity = seq, digest, now
-        Coordination.objects.filter(pk=self.pk).update(
-            head_seq=seq, head_hash=digest, last_activity=now
-        )
+        prepared.update(self, ["head_seq", "head_hash", "last_activity"])
         return stored
 
     def trace_lines(self) -> Iterator[str]:

@@ -1,0 +1,149 @@
+"""Group commit: what the agent sockets of one process send is stored one transaction per batch.
+
+While a batch is in the database thread, frames arriving from other sockets wait; as soon as
+it has committed, everything that waited goes in as the next batch, in one transaction and one
+hop to the thread. Under load the batches grow by themselves; a lone frame (nothing running,
+nothing waiting) starts its batch at once, so there is no timer on the lone agent's path.
+
+    1. wait      a socket's frames join the process's queue (at most MAX_BATCH per batch)
+    2. store     ingest.ingest_batch: one transaction, one savepoint per frame (a refused
+                 frame rolls back alone), the chain heads and locks taken once per batch
+    3. answer    only after COMMIT: every frame's outcome goes back to its socket, and the
+                 batch's events are published (coordination.events)
+
+On PostgreSQL several lanes (LTP_INGEST_LANES) store batches side by side, each on its own
+thread and connection, so their round trips to the database overlap; SQLite has one.
+
+"Acknowledged" still means "stored": no outcome leaves before the COMMIT it depends on, and a
+batch whose COMMIT fails is run again frame by frame (ingest_batch), each frame in its own
+transaction, so one frame's fault costs the others only time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+import zlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from coordination import events
+from coordination.ingest import Work, ingest_batch
+from coordination.models import Agent
+from coordination.schemas import Outcome
+
+# Frames per transaction at most: bounds how long a batch holds the write lock (SQLite) and
+# how long the first frame of a batch waits for its ack.
+MAX_BATCH = 64
+
+
+@dataclass
+class _Job:
+    work: Work
+    done: asyncio.Future[list[Outcome]]
+
+
+class _Lane:
+    """One batch at a time: the frames that wait while it is stored are the next batch."""
+
+    def __init__(self, store: Callable[[list[Work]], Awaitable[list[list[Outcome]]]]) -> None:
+        self.store = store
+        self.waiting: list[_Job] = []
+        self.draining: asyncio.Task[None] | None = None
+
+    async def ingest(self, work: Work) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        job = _Job(work, loop.create_future())
+        self.waiting.append(job)
+        if self.draining is None or self.draining.done():
+            self.draining = loop.create_task(self._drain())
+        return await job.done
+
+    def _next_batch(self) -> list[_Job]:
+        taken, frames = 0, 0
+        for job in self.waiting:
+            if taken and frames + len(job.work.items) > MAX_BATCH:
+                break
+            taken += 1
+            frames += len(job.work.items)
+        batch, self.waiting = self.waiting[:taken], self.waiting[taken:]
+        return batch
+
+    async def _drain(self) -> None:
+        while self.waiting:
+            batch = self._next_batch()
+            try:
+                async with events.acollecting():
+                    results = await self.store([j.work for j in batch])
+            except asyncio.CancelledError:
+                for job in [*batch, *self.waiting]:
+                    job.done.cancel()
+                raise
+            except Exception as exc:
+                # A fault around the batch (the database thread itself): each waiting socket
+                # answers its frames as not stored (intake does), and the queue goes on.
+                for job in batch:
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+                continue
+            for job, outcomes in zip(batch, results, strict=True):
+                if not job.done.done():  # the socket may have gone meanwhile
+                    job.done.set_result(outcomes)
+
+
+class GroupCommit:
+    """The lanes of one event loop (one daphne process serves from one loop).
+
+    With one lane (SQLite, which takes one writer at a time) batches run on Django's thread
+    for sync code, like every other database call of the process. With several (PostgreSQL),
+    each lane has a thread and a connection of its own, and a frame goes to the lane of the
+    coordination it names: one coordination's frames queue in one lane, so batches in
+    different lanes rarely wait for each other's row locks."""
+
+    def __init__(self, lanes: int) -> None:
+        if lanes == 1:
+            store = database_sync_to_async(ingest_batch)
+        else:
+            threads = ThreadPoolExecutor(lanes, thread_name_prefix="ltpdash-ingest")
+            store = database_sync_to_async(ingest_batch, thread_sensitive=False, executor=threads)
+        self.lanes = [_Lane(store) for _ in range(lanes)]
+
+    async def ingest(self, agent: Agent, items: list[Any], session_id: str) -> list[Outcome]:
+        lane = self.lanes[_lane_of(agent, items, len(self.lanes))]
+        return await lane.ingest(Work(agent, items, session_id))
+
+
+def _lane_of(agent: Agent, items: list[Any], lanes: int) -> int:
+    """By the coordination the first frame names (as sent: only a hint for spreading the
+    work; the row locks keep the chain right whichever lane stores a frame), else by agent."""
+    if lanes == 1:
+        return 0
+    first = items[0] if items and isinstance(items[0], dict) else {}
+    payload = first.get("payload")
+    key = first.get("coordination_id") or (
+        payload.get("coordination_id") if isinstance(payload, dict) else None
+    )
+    return (
+        zlib.crc32(key.encode("utf-8", "replace")) % lanes
+        if isinstance(key, str)
+        else (agent.pk % lanes)
+    )
+
+
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def queue() -> GroupCommit:
+    """The running event loop's queue (tests run several loops in one process)."""
+    loop = asyncio.get_running_loop()
+    group = _queues.get(loop)
+    if group is None:
+        group = _queues[loop] = GroupCommit(settings.LTP_INGEST_LANES)
+    return group

@@ -1,0 +1,99 @@
+"""The reads the frame path makes for every frame, each one prepared statement.
+
+Written as querysets (so they read like the rest of the code and follow the models), compiled
+once per database and thread by `models.prepared`. The coordination's lock also brings what
+ingest asks about it for each frame (imported? is the sender a participant? its orientation
+in force?), four statements in one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Exists, F, OuterRef, Subquery
+
+from coordination.models import Agent, Coordination, Frame, Orientation, Participant, TraceImport
+from coordination.models.prepared import PreparedSelect, Slot
+
+# Placeholder values, unique and of each field's type; never bound to a query.
+_NAME, _ID, _PK, _AGENT = "\ue000name", "\ue000id", -7_000_001, -7_000_002
+
+_STORED: PreparedSelect[Frame] = PreparedSelect(
+    lambda sender, ltp_id: (
+        Frame.objects.filter(sender=sender, ltp_id=ltp_id)
+        .annotate(coordination_key=F("coordination__key"))
+        .only("ltp_id", "seq", "hash", "warnings", "type")[:1]
+    ),
+    Slot("sender", _NAME),
+    Slot("ltp_id", _ID),
+)
+
+_AGENT_LOCKED: PreparedSelect[Agent] = PreparedSelect(
+    lambda pk: Agent.objects.select_for_update(no_key=True).filter(pk=pk)[:1], Slot("pk", _PK)
+)
+
+
+def _coordination(key: str, agent: int):  # type: ignore[no-untyped-def]
+    mine = {"coordination": OuterRef("pk"), "agent_id": agent}
+    orientation = Orientation.objects.filter(**mine)
+    return (
+        Coordination.objects.select_for_update(no_key=True)
+        .filter(key=key)
+        .annotate(
+            imported=Exists(TraceImport.objects.filter(coordination=OuterRef("pk"))),
+            participant=Exists(Participant.objects.filter(**mine)),
+            orientation_pk=Subquery(orientation.values("pk")[:1]),
+            orientation_frame=Subquery(orientation.values("frame_id")[:1]),
+        )[:1]
+    )
+
+
+_COORDINATION_LOCKED: PreparedSelect[Coordination] = PreparedSelect(
+    _coordination, Slot("key", _NAME), Slot("agent", _AGENT)
+)
+
+
+def stored_frame(sender: str, frame_id: str) -> Frame | None:
+    """The frame `sender` already sent with `frame_id`, with `coordination_key` set."""
+    return _STORED.first(sender=sender, ltp_id=frame_id)
+
+
+def locked_agent(pk: int) -> Agent:
+    """The agent's row, locked for the rest of the transaction (FOR NO KEY UPDATE)."""
+    agent = _AGENT_LOCKED.first(pk=pk)
+    if agent is None:
+        raise Agent.DoesNotExist(pk)
+    return agent
+
+
+@dataclass
+class Seen:
+    """What the coordination's lock read about it for the frame's sender."""
+
+    imported: bool
+    participant: bool  # the sender was made one (opened, routed, admitted)
+    orientation_pk: int | None  # the sender's Orientation row there
+    orientation_frame: int | None  # the frame of its orientation in force there
+
+
+def locked_coordination(key: str, agent: Agent) -> Coordination:
+    """The coordination named `key` (created by its first frame), its row locked; `seen()`
+    gives what was read with it about `agent`."""
+    found = _COORDINATION_LOCKED.first(key=key, agent=agent.pk)
+    if found is None:
+        Coordination.objects.get_or_create(key=key)
+        found = _COORDINATION_LOCKED.first(key=key, agent=agent.pk)
+        assert found is not None
+    found.__dict__["_seen"] = Seen(
+        imported=bool(found.__dict__.pop("imported")),
+        participant=bool(found.__dict__.pop("participant")),
+        orientation_pk=found.__dict__.pop("orientation_pk"),
+        orientation_frame=found.__dict__.pop("orientation_frame"),
+    )
+    return found
+
+
+def seen(coordination: Coordination) -> Seen | None:
+    """What `locked_coordination` read with `coordination` (None for one locked otherwise)."""
+    found = coordination.__dict__.get("_seen")
+    return found if isinstance(found, Seen) else None

@@ -1,0 +1,167 @@
+"""Group commit (coordination.batching, ingest.ingest_batch): several sockets' frames are stored
+in one transaction, each frame still refused or acknowledged on its own, nothing answered before
+the COMMIT, and a batch that fails on the server's side is stored again frame by frame.
+
+The database faults are real: a trigger makes the database refuse one frame's insert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from coordination.ingest import Work, ingest, ingest_batch
+from coordination.models import Agent, Coordination, Frame, Orientation
+from coordination.trace import verify_trace
+from tests.factories import FLEET, agent_client, frame, start_daphne, stop_daphne
+
+POISON = {
+    "sqlite": [
+        """CREATE TRIGGER test_poison BEFORE INSERT ON coordination_frame
+           WHEN NEW.ltp_id = 'poison' BEGIN SELECT RAISE(ABORT, 'disk full'); END""",
+    ],
+    "postgresql": [
+        """CREATE OR REPLACE FUNCTION test_poison() RETURNS trigger AS $$
+           BEGIN IF NEW.ltp_id = 'poison' THEN
+               RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full';
+           END IF; RETURN NEW; END $$ LANGUAGE plpgsql""",
+        """CREATE TRIGGER test_poison BEFORE INSERT ON coordination_frame
+           FOR EACH ROW EXECUTE FUNCTION test_poison()""",
+    ],
+}
+
+
+def orientation(frame_id: str, key: str, intent: str = "watch") -> dict:
+    return frame(frame_id, "orientation", {"intent": intent}, coordination_id=key)
+
+
+def fleet(count: int, scope: str = FLEET) -> list[Agent]:
+    return [Agent.create_with_token(f"gc-{i}", scope=scope)[0] for i in range(count)]
+
+
+def chain_of(key: str) -> list[tuple[int, str]]:
+    return list(
+        Frame.objects.filter(coordination__key=key).order_by("seq").values_list("seq", "ltp_id")
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_answers_each_sockets_frames_in_order_and_keeps_one_chain():
+    agents = fleet(3)
+    batch = [
+        Work(agent, [orientation(f"{agent.name}-{n}", "shared") for n in range(2)], "s")
+        for agent in agents
+    ]
+    results = ingest_batch(batch)
+    assert [[o.frame_id for o in r] for r in results] == [
+        [f"{a.name}-0", f"{a.name}-1"] for a in agents
+    ]
+    assert all(o.error is None and not o.duplicate for r in results for o in r)
+    # One chain, gapless, in the order the batch held the frames; it verifies.
+    assert chain_of("shared") == [(seq, f"{agents[seq // 2].name}-{seq % 2}") for seq in range(6)]
+    assert verify_trace(Coordination.objects.get(key="shared").trace_lines()).ok
+    # Each agent's orientation in force is its last one, and points at that frame.
+    for agent in agents:
+        held = Orientation.objects.get(agent=agent, coordination__key="shared")
+        assert held.frame.ltp_id == f"{agent.name}-1"
+        assert held.frame.orientation_id == held.frame.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_frame_in_a_batch_rolls_back_alone():
+    insider, outsider = fleet(1)[0], Agent.create_with_token("gc-outsider", scope="other-*")[0]
+    ingest(insider, [orientation("open", "closed-room")])
+    results = ingest_batch(
+        [
+            Work(insider, [orientation("in-1", "closed-room")], "s"),
+            Work(outsider, [orientation("out-1", "closed-room")], "s"),
+            Work(insider, [orientation("in-2", "closed-room")], "s"),
+        ]
+    )
+    assert [o.error.code if o.error else "ack" for r in results for o in r] == [
+        "ack",
+        "not_a_participant",
+        "ack",
+    ]
+    assert chain_of("closed-room") == [(0, "open"), (1, "in-1"), (2, "in-2")]
+    assert not Frame.objects.filter(ltp_id="out-1").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_with_a_storage_fault_is_stored_again_frame_by_frame():
+    agents = fleet(3)
+    with connection.cursor() as cursor:
+        for sql in POISON[connection.vendor]:
+            cursor.execute(sql)
+    results = ingest_batch(
+        [
+            Work(agents[0], [orientation("a-1", "faulty")], "s"),
+            Work(agents[1], [orientation("poison", "faulty")], "s"),
+            Work(agents[2], [orientation("c-1", "faulty")], "s"),
+        ]
+    )
+    assert [o.error.code if o.error else "ack" for r in results for o in r] == [
+        "ack",
+        "storage_failed",
+        "ack",
+    ]
+    # Stored once each, gapless: nothing of the first attempt survived its rollback.
+    assert chain_of("faulty") == [(0, "a-1"), (1, "c-1")]
+    assert [o.seq for r in results for o in r if o.error is None] == [0, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_takes_fewer_statements_than_the_same_frames_one_by_one():
+    agents = fleet(8)
+    for agent in agents:  # each agent has opened its coordination and oriented once
+        ingest(agent, [orientation(f"{agent.name}-0", f"room-{agent.name}")])
+    with CaptureQueriesContext(connection) as batched:
+        ingest_batch([Work(a, [orientation(f"{a.name}-1", f"room-{a.name}")], "s") for a in agents])
+    with CaptureQueriesContext(connection) as alone:
+        for agent in agents:
+            ingest(agent, [orientation(f"{agent.name}-2", f"room-{agent.name}")])
+    assert len(batched) < len(alone)
+    transactions = [q for q in alone if q["sql"].upper().startswith(("BEGIN", "COMMIT"))]
+    assert len([q for q in batched if q["sql"].upper().startswith("COMMIT")]) <= 1
+    print(
+        f"statements per orientation frame: {len(batched) / len(agents):.1f} in a batch of "
+        f"{len(agents)}, {len(alone) / len(agents):.1f} alone ({len(transactions)} BEGIN/COMMIT)"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_sockets_at_once_every_acked_frame_is_in_a_gapless_verifying_chain(tmp_path):
+    made = [Agent.create_with_token(f"gc-{i}", scope=FLEET) for i in range(8)]
+    agents = {agent.name: token for agent, token in made}
+    server = start_daphne(tmp_path, {"LTPDASH_RATE_LIMIT": "100000"})
+    try:
+        acked = asyncio.run(_send_at_once(server, agents, per_agent=40))
+    finally:
+        stop_daphne(server)
+    assert len(acked) == 8 * 40
+    for key in ("busy-a", "busy-b"):
+        chain = chain_of(key)
+        assert [seq for seq, _ in chain] == list(range(len(chain)))
+        assert verify_trace(Coordination.objects.get(key=key).trace_lines()).ok
+    # Every acknowledged frame is in a chain, once; besides them only the clients' hellos
+    # (and what ltpdash itself wrote there: presence).
+    stored = Frame.objects.filter(coordination__key__in=["busy-a", "busy-b"], direction="in")
+    assert sorted(stored.exclude(type="hello").values_list("ltp_id", flat=True)) == sorted(acked)
+
+
+async def _send_at_once(server, tokens: dict[str, str], per_agent: int) -> list[str]:
+    async def one_agent(index: int, name: str, token: str) -> list[str]:
+        key = "busy-a" if index % 2 else "busy-b"
+        async with agent_client(server, token, name, coordination_id=key) as client:
+            replies = await asyncio.gather(
+                *(client.send(orientation(f"{name}-{n}", key)) for n in range(per_agent))
+            )
+        return [r["payload"]["frame_id"] for [r] in replies if r["type"] == "ack"]
+
+    done = await asyncio.gather(
+        *(one_agent(i, name, token) for i, (name, token) in enumerate(tokens.items()))
+    )
+    return [frame_id for acked in done for frame_id in acked]

@@ -8,7 +8,6 @@ connections itself, so `dispatch` skips that hop (it roughly halves throughput o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -37,6 +36,7 @@ from coordination.live import (
 )
 from coordination.models import Agent, Coordination, Escalation
 from coordination.schemas import FrameError, Outcome, error_frame, parse_message
+from coordination.sharing import rendered, tick
 from coordination.timeline import Filter
 from coordination.watch import AgentSocket, ViewerSocket, unwatch, watch
 
@@ -276,10 +276,10 @@ def _dumps(frame: dict[str, Any]) -> str:
 
 # --- the console's live pages ----------------------------------------------------------------
 
-# After an event a viewer waits this long before rendering, so a burst of frames becomes one
-# message; it also looks at the database this often when no event came (the sweeper's writes
-# are announced by nobody on the in-memory layer, and full channels drop events).
-LIVE_COALESCE_SECONDS = 0.15
+# An event renders a viewer's page at once; the events that arrive while it renders or sends
+# make one render after it, so a burst becomes few messages with no fixed delay at light load.
+# A viewer also looks at the database this often when no event came (the sweeper's writes are
+# announced by nobody on the in-memory layer, and full channels drop events).
 LIVE_CHECK_SECONDS = 2.5
 
 
@@ -309,6 +309,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         self.watched = ViewerSocket(user.pk, session_key, self._revoked)
         watch(self.watched)
         self.wake = asyncio.Event()
+        self.asked = tick()
         self.refresher = asyncio.create_task(self._refresh_loop(page))
 
     def query(self) -> dict[str, str]:
@@ -330,15 +331,22 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def coordination_changed(self, event: dict[str, Any]) -> None:
-        self.wake.set()
+        self._woken()
 
     async def dashboard_changed(self, event: dict[str, Any]) -> None:
+        self._woken()
+
+    def _woken(self) -> None:
+        # The tick says "after this": a render shared with other viewers must have started
+        # after the event came, so it read what the event announces.
+        self.asked = tick()
         self.wake.set()
 
     async def _refresh_loop(self, page: LivePage) -> None:
         while True:
+            self.wake.clear()
             try:
-                html, more = await database_sync_to_async(page.changes)()
+                html, more = await rendered(page.changes, self.asked)
             except Exception:
                 # A page that cannot render now (the database away, a row gone) tries again
                 # at the next tick rather than going silent for good.
@@ -346,13 +354,12 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
                 html, more = "", False
             if html:
                 await self.send(text_data=html)
-            if more:
-                continue
-            with contextlib.suppress(TimeoutError):
+            if more or self.wake.is_set():
+                continue  # behind, or woken while rendering: one more render for all of it
+            try:
                 await asyncio.wait_for(self.wake.wait(), LIVE_CHECK_SECONDS)
-                # Let the rest of a burst arrive: one render for all of it.
-                await asyncio.sleep(LIVE_COALESCE_SECONDS)
-            self.wake.clear()
+            except TimeoutError:
+                self.asked = tick()  # the slow check reads afresh too
 
 
 class DashboardConsumer(LiveViewerConsumer):

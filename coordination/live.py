@@ -4,13 +4,20 @@ A live page remembers what its browser shows (the last frame's seq, each block's
 escalation card) and renders only what changed since. It does not trust events to say what
 changed: the channel layers drop messages beyond a channel's capacity, and the sweeper's
 writes are announced by nobody on the in-memory layer. An event (or a slow timer) only says
-"look again"; the database says what is new. Everything runs in one worker thread per call
-(`database_sync_to_async`), never concurrently for one page.
+"look again"; the database says what is new. A page renders in one call at a time, never
+concurrently with itself, on the live pages' own threads (`sharing.rendered`).
+
+Many viewers woken by one event would each ask the database the same thing: they share one
+computation (`sharing.SHARED`) of what does not depend on what each browser already shows
+(the page's fingerprint, its blocks and cards as rendered for one operator, the rows after a
+seq), provided that computation started after the viewer was woken.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Hashable
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -28,6 +35,7 @@ from coordination.models.work import (
     RequestStatus,
     RouteRequest,
 )
+from coordination.sharing import SHARED
 
 # Frames sent in one message at most; a page further behind gets several messages.
 LIVE_BATCH = 50
@@ -35,6 +43,9 @@ LIVE_BATCH = 50
 # frames and a note with a link to reload: catching up a long chain would hold the database
 # thread that agents' frames need. Older frames stay a click away (the timeline's pages).
 LIVE_CATCH_UP = 50
+# How often a page renews its operator's "looking" rows while the cards stay the same (well
+# within attention.LOOKING_SECONDS).
+LOOK_RENEW_SECONDS = 2.0
 # Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
 # not resent (console.js keeps those current), so a half-typed note is not wiped for it.
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
@@ -55,6 +66,15 @@ def parse_shown(value: str) -> dict[int, str | None]:
     return shown
 
 
+# New timeline rows as one part of a message, the seq the page has then seen up to, and
+# whether more rows are waiting.
+News = tuple[str, int, bool]
+
+
+# An escalation card, its state block (out of band) and that block without its times.
+RenderedCard = tuple[present.EscalationCard, str, str]
+
+
 class LivePage:
     """Blocks (replaced whole, by id) and escalation cards (appended when new, their state
     replaced when it changes) for one browser page."""
@@ -71,33 +91,120 @@ class LivePage:
         # again on connect, which would wipe a note the operator began typing.
         self.rendered_versions = shown
         self.last_fingerprint: tuple[Any, ...] | None = None
+        # When what this page shows was read (see `Shared.latest`); None before the first.
+        self.read_at: int | None = None
+        self.looked: tuple[tuple[int, ...] | None, float] = (None, 0.0)
 
-    def changes(self) -> tuple[str, bool]:
-        """HTML to send (empty when nothing changed), and whether more is waiting."""
+    def changes(self, asked: int = 0) -> tuple[str, bool]:
+        """HTML to send (empty when nothing changed), and whether to render again at once
+        (more rows are waiting, or what was shared had been read before tick `asked`)."""
         # A few aggregate queries tell whether anything this page shows may have changed;
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
-        attention.looking(self.user, [pk for pk in self.cards])
-        fingerprint = self.fingerprint()
-        if fingerprint is not None:
-            fingerprint = (*fingerprint, attention.fingerprint(list(self.cards)))
-        if fingerprint is not None and fingerprint == self.last_fingerprint:
-            return "", False
+        shown = tuple(sorted(self.cards))
+        self.look(shown)
+        # The rows after the page's seq, then the fingerprint, in one read (renders run beside
+        # ingest, so frames commit in between): the blocks drawn for the fingerprint are at
+        # least as new as the rows, so a row never comes without its summary. Rows committed
+        # after are not lost: a page with news is never taken as unchanged, and their events
+        # wake it again.
+        (fingerprint, (news, seq, more)), fresh, self.read_at = SHARED.latest(
+            ("read", *self.identity(), shown, *self.position()),
+            asked,
+            self.read_at,
+            lambda: self.read(shown),
+        )
+        if not news and fingerprint is not None and fingerprint == self.last_fingerprint:
+            return "", not fresh
         # Read the operator afresh: a role taken away applies from this update on (the socket
         # itself closes when they may no longer watch, see coordination/watch.py).
-        self.user = User.objects.get(pk=self.user.pk)
-        parts, more = self.news()
-        for block_id, html in self.render_blocks().items():
+        pk = self.user.pk
+        self.user = SHARED.get(("user", pk), asked, lambda: User.objects.get(pk=pk))
+        parts = [news] if news else []
+        self.advanced(news, seq)
+        parts.extend(self.changed(fingerprint, shown, asked))
+        parts.extend(self.people_blocks(fingerprint, asked))
+        if not more:
+            self.last_fingerprint = fingerprint
+        # A read shared from before the event (another viewer's) is followed by a fresh one.
+        return "".join(parts), more or not fresh
+
+    def look(self, shown: tuple[int, ...]) -> None:
+        """Renew this operator's "looking" at the cards: when they change, else now and then
+        (a page rendering many times a second need not ask each time)."""
+        now = time.monotonic()
+        if shown != self.looked[0] or now - self.looked[1] >= LOOK_RENEW_SECONDS:
+            attention.looking(self.user, shown)
+            self.looked = (shown, now)
+
+    def changed(self, fingerprint: Any, shown: tuple[int, ...], asked: int) -> list[str]:
+        """The blocks and cards that differ from what this socket sent."""
+        parts: list[str] = []
+        # The fingerprint says which state a rendering is of: any rendered for it will do.
+        after = asked if fingerprint is None else 0
+        perms = (self.can_decide, self.can_take_over)
+        blocks = SHARED.get(
+            ("blocks", *self.identity(), fingerprint, self.user.pk, *perms),
+            after,
+            self.render_blocks,
+        )
+        for block_id, html in blocks.items():
             settled = _settled(html)
             if self.blocks.get(block_id) != settled:
                 parts.append(html)
                 self.blocks[block_id] = settled
+        # Cards change only with the escalations: rendered once for every viewer and frame.
+        cards = SHARED.get(
+            ("cards", *self.identity(), shown, self.cards_fingerprint(fingerprint), perms[0]),
+            after,
+            self.rendered_cards,
+        )
+        return parts + self.changed_cards(cards)
+
+    def read(self, shown: tuple[int, ...]) -> tuple[tuple[Any, ...] | None, News]:
+        """The page's news, then its fingerprint with who looks at its cards."""
+        news = self.news()
+        fingerprint = self.fingerprint()
+        if fingerprint is not None:
+            fingerprint = (*fingerprint, attention.fingerprint(shown))
+        return fingerprint, news
+
+    def position(self) -> tuple[Hashable, ...]:
+        """Where in a stream this page is (viewers share news only from the same place)."""
+        return ()
+
+    def news(self) -> News:
+        return "", 0, False
+
+    def advanced(self, news: str, seq: int) -> None:
+        """The page has been sent `news`, the rows up to `seq`."""
+
+    def cards_fingerprint(self, fingerprint: tuple[Any, ...] | None) -> Hashable:
+        """The part of the fingerprint the escalation cards depend on (who looks at them is
+        a block of its own)."""
+        return None if fingerprint is None else fingerprint[:-1]
+
+    def rendered_cards(self) -> list[RenderedCard]:
+        cards: list[RenderedCard] = []
+        can_decide, next_url = self.can_decide, self.next_url()
         for card in self.escalation_cards():
-            context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
-            state = render_to_string(
-                "coordination/escalation_card.html#state", {**context, "oob": True}
-            )
-            settled = _settled(state)
+            context = {"card": card, "can_decide": can_decide, "next": next_url, "oob": True}
+
+            def state(context: dict[str, Any] = context) -> str:
+                return render_to_string("coordination/escalation_card.html#state", context)
+
+            # A card's state block is what its version says (status, approvals, tier): one
+            # rendering per version serves every page and every later change of the others.
+            html = SHARED.get(("state", card.pk, card.version, can_decide, next_url), 0, state)
+            cards.append((card, html, _settled(html)))
+        return cards
+
+    def changed_cards(self, cards: list[RenderedCard]) -> list[str]:
+        """New cards whole, changed ones by their state block; a card the browser shows as
+        rendered is left alone (what the operator typed stays)."""
+        parts: list[str] = []
+        for card, state, settled in cards:
             if card.pk not in self.cards:
+                context = {"card": card, "can_decide": self.can_decide, "next": self.next_url()}
                 html = render_to_string("coordination/escalation_card.html", context)
                 parts.append(f'<div hx-swap-oob="beforeend:#{self.card_container}">{html}</div>')
             elif (
@@ -107,10 +214,11 @@ class LivePage:
             elif self.cards[card.pk] != settled:
                 parts.append(state)
             self.cards[card.pk] = settled
-        parts.extend(self.people_blocks())
-        if not more:
-            self.last_fingerprint = fingerprint
-        return "".join(parts), more
+        return parts
+
+    def identity(self) -> tuple[Hashable, ...]:
+        """Which page this is, for `SHARED`: pages with one identity show the same things."""
+        return (type(self).__name__,)
 
     @property
     def can_decide(self) -> bool:
@@ -120,12 +228,24 @@ class LivePage:
     def can_take_over(self) -> bool:
         return self.user.has_perm("coordination.take_over")
 
-    def people_blocks(self) -> list[str]:
+    def people_blocks(self, fingerprint: Any, asked: int) -> list[str]:
         """Who else looks at each card, who is on it: a block of its own per card, so the
         card's form (and what the operator typed) is not re-sent when someone arrives."""
+        cards = tuple(sorted(self.cards))
+        # Who looks at the cards is the fingerprint's last part (see `read`).
+        looks = asked if fingerprint is None else 0
+        key = ("people", *self.identity(), cards, fingerprint and fingerprint[-1])
+        blocks = SHARED.get((*key, self.user.pk, self.can_decide), looks, self.render_people)
         parts: list[str] = []
-        for pk, people in attention.people(list(self.cards)).items():
-            html = render_to_string(
+        for pk, html in blocks.items():
+            if self.blocks.get(f"people-{pk}") != html:
+                parts.append(html)
+                self.blocks[f"people-{pk}"] = html
+        return parts
+
+    def render_people(self) -> dict[int, str]:
+        return {
+            pk: render_to_string(
                 "coordination/escalation_card.html#people",
                 {
                     "card_pk": pk,
@@ -136,13 +256,8 @@ class LivePage:
                     "oob": True,
                 },
             )
-            if self.blocks.get(f"people-{pk}") != html:
-                parts.append(html)
-                self.blocks[f"people-{pk}"] = html
-        return parts
-
-    def news(self) -> tuple[list[str], bool]:
-        return [], False
+            for pk, people in attention.people(list(self.cards)).items()
+        }
 
     def fingerprint(self) -> tuple[Any, ...] | None:
         """Cheap summary of what the page shows; None renders every time."""
@@ -206,10 +321,10 @@ class CoordinationPage(LivePage):
     def fingerprint(self) -> tuple[Any, ...]:
         coordination = Coordination.objects.filter(pk=self.coordination_pk)
         return (
-            *coordination.values_list("head_seq", "owner_id", "state").get(),
-            *_escalations_fingerprint(
+            _escalations_fingerprint(
                 Escalation.objects.filter(coordination_id=self.coordination_pk)
             ),
+            *coordination.values_list("head_seq", "owner_id", "state").get(),
             _presence_fingerprint(),
             *RouteRequest.objects.filter(coordination_id=self.coordination_pk)
             .aggregate(
@@ -220,20 +335,35 @@ class CoordinationPage(LivePage):
             .values(),
         )
 
-    def news(self) -> tuple[list[str], bool]:
+    def identity(self) -> tuple[Hashable, ...]:
+        return (type(self).__name__, self.coordination_pk)
+
+    def cards_fingerprint(self, fingerprint: tuple[Any, ...] | None) -> Hashable:
+        return None if fingerprint is None else fingerprint[0]
+
+    def position(self) -> tuple[Hashable, ...]:
+        # Viewers at one seq share the rows after it, so each shows every frame once, in
+        # order, whoever rendered them.
+        return (self.only.query, self.seq, self.skipped)
+
+    def advanced(self, news: str, seq: int) -> None:
+        self.seq = seq
+        if news:
+            self.skipped = 0
+
+    def news(self) -> News:
         seen = self.seq
-        frames, self.seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
+        frames, seq = timeline.after(self.coordination_pk, seen, self.only, LIVE_BATCH)
         # A full batch may have been the last one: ask, rather than send an empty message.
-        more = self.seq - seen >= LIVE_BATCH and (
-            Frame.objects.filter(coordination_id=self.coordination_pk, seq__gt=self.seq).exists()
+        more = seq - seen >= LIVE_BATCH and (
+            Frame.objects.filter(coordination_id=self.coordination_pk, seq__gt=seq).exists()
         )
         if not frames:
-            return [], more
+            return "", seq, more
         rows = timeline.fold([present.TimelineRow(frame) for frame in reversed(frames)])
         context = {"rows": rows, "skipped": self.skipped, "reload": self.next_url()}
-        self.skipped = 0
         html = render_to_string("coordination/coordination_detail.html#live-rows", context)
-        return [html], more
+        return html, seq, more
 
     def render_blocks(self) -> dict[str, str]:
         coordination = Coordination.objects.select_related("owner", "latest_snapshot").get(
@@ -270,6 +400,9 @@ class DashboardPage(LivePage):
     def __init__(self, user: User, query: listing.ListQuery) -> None:
         super().__init__(user, {})
         self.query = query
+
+    def identity(self) -> tuple[Hashable, ...]:
+        return (type(self).__name__, self.query)
 
     def fingerprint(self) -> tuple[Any, ...]:
         coordinations = Coordination.objects.aggregate(n=Count("pk"), at=Max("last_activity"))
@@ -309,6 +442,9 @@ class EscalationPage(LivePage):
     def __init__(self, user: User, escalation_pk: int, shown: dict[int, str | None]) -> None:
         super().__init__(user, shown)
         self.escalation_pk = escalation_pk
+
+    def identity(self) -> tuple[Hashable, ...]:
+        return (type(self).__name__, self.escalation_pk)
 
     def fingerprint(self) -> tuple[Any, ...]:
         return _escalations_fingerprint(Escalation.objects.filter(pk=self.escalation_pk))

@@ -12,9 +12,18 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from coordination.models import Agent, Connection
+from coordination.sharing import stop_rendering
 from tests.factories import FLEET, ROOT, eventually, manage, server_env, start_daphne, stop_daphne
 
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
+
+
+@pytest.fixture(autouse=True)
+def _live_render_threads_closed():
+    """Live pages render on threads of their own, each with a database connection: closed
+    after each test (nothing to do unless a page rendered in this process)."""
+    yield
+    stop_rendering()
 
 
 @pytest.fixture(autouse=True)

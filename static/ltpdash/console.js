@@ -3,7 +3,8 @@
 //    zone, countdowns (`time.countdown`) ticking every second, urgent in the last 2 minutes;
 // 2. live updates that never lose what an operator typed: a card's state replaced while its
 //    form has text keeps the text (and says it was not sent when someone else decided);
-//    decided cards move out of the pending list;
+//    decided cards move out of the pending list; a live update never replaces a block the
+//    operator's own request is about to swap, nor a state with one no newer;
 // 3. signals: the tab title and the favicon carry the number waiting; a sound and a desktop
 //    notification when one arrives, if this operator turned them on (off by default);
 // 4. focus after an action or an error, keyboard shortcuts (j/k/a/r/?);
@@ -106,6 +107,9 @@
     if (active && active.id && oldState.contains(active)) {
       refocus = { id: active.id, start: active.selectionStart, end: active.selectionEnd };
     }
+    // Where the operator's own answer said focus goes, if it has not gone there yet.
+    var focus = oldState.getAttribute("data-focus");
+    if (focus && !newState.hasAttribute("data-focus")) newState.setAttribute("data-focus", focus);
     if (newState.getAttribute("data-status") === "pending") {
       oldState.querySelectorAll("textarea").forEach(function (area) {
         var twin = newState.querySelector("#" + CSS.escape(area.id));
@@ -123,6 +127,46 @@
     if (typed.length) newState.insertBefore(unsentBlock(typed), newState.firstChild);
   }
 
+  // A state's version, `status.approvals.tier[.decide]`, in the order it can only move:
+  // decided after pending, then a higher tier, then more approvals.
+  function rank(state) {
+    var parts = (state.getAttribute("data-version") || "").split(".");
+    return [parts[0] === "pending" ? 0 : 1, parseInt(parts[2], 10) || 0, parseInt(parts[1], 10) || 0];
+  }
+
+  // Whether a live copy of a state block should replace the one on the page: only when it
+  // is newer, or the same state drawn for other permissions. A copy no newer than what the
+  // page shows (the operator's own answer came first) would only wipe that answer's message
+  // and the focus it set.
+  function replaces(current, incoming) {
+    if (!current.hasAttribute("data-version") || !incoming.hasAttribute("data-version")) return true;
+    var a = rank(incoming), b = rank(current);
+    for (var i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] > b[i];
+    return incoming.getAttribute("data-version") !== current.getAttribute("data-version");
+  }
+
+  // Blocks an htmx request of this page will swap (a decision, "I'm on it"), by id, and the
+  // live copies that came for them meanwhile. htmx fires a request's events on the block it
+  // targets: replaced under it, the answer (its message, where focus goes) would land in a
+  // detached block. So the live copy waits for the answer and goes in after it if newer.
+  var requested = {};
+  var held = {};
+  var ANSWER_WAIT_MS = 15000;  // an answer that never comes does not hold live copies back
+
+  function waiting(id) {
+    var request = requested[id];
+    return !!request && Date.now() - request.since < ANSWER_WAIT_MS;
+  }
+
+  function applyLive(current, incoming) {
+    var state = stateOf(incoming);
+    if (state && state.id === current.id) {
+      if (!replaces(current, state)) return false;
+      carry(current, state);
+    }
+    return true;
+  }
+
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var fragment = event.detail.fragment;
     if (!fragment || !fragment.querySelectorAll) return;
@@ -130,18 +174,39 @@
       if (document.getElementById(row.id)) row.remove();
     });
     var target = event.detail.target;
-    var incoming = stateOf(fragment.firstElementChild || fragment);
-    if (target && incoming && target.id === incoming.id) carry(target, incoming);
+    var incoming = fragment.firstElementChild || fragment;
+    if (target && target.id && waiting(target.id) && incoming.outerHTML) {
+      held[target.id] = incoming.outerHTML;
+      event.preventDefault();
+    } else if (target && incoming.getAttribute && !applyLive(target, incoming)) {
+      event.preventDefault();
+    }
   });
 
-  // A decision's answer whose state block a live update replaced meanwhile: swap into the
-  // block on the page now, not the detached one.
-  document.addEventListener("htmx:beforeSwap", function (event) {
+  document.addEventListener("htmx:beforeRequest", function (event) {
     var target = event.detail.target;
-    if (target && target.id && !document.body.contains(target)) {
-      var current = document.getElementById(target.id);
-      if (current) event.detail.target = current;
-    }
+    if (!target || !target.id) return;
+    var request = requested[target.id] || (requested[target.id] = { count: 0 });
+    request.count += 1;
+    request.since = Date.now();
+  });
+
+  // Fired after the answer is swapped in (on the nearest block still in the page).
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var id = event.detail.target && event.detail.target.id;
+    if (!id || !requested[id]) return;
+    if (--requested[id].count > 0) return;
+    delete requested[id];
+    var html = held[id];
+    delete held[id];
+    var current = document.getElementById(id);
+    if (!html || !current) return;
+    var holder = document.createElement("template");
+    holder.innerHTML = html;
+    var incoming = holder.content.firstElementChild;
+    if (!incoming || !applyLive(current, incoming)) return;
+    current.replaceWith(incoming);
+    htmx.process(incoming);
   });
 
   function settleCards() {

@@ -210,13 +210,25 @@ def test_two_approvers_at_once_the_loser_keeps_their_text_and_sees_who_decided(
         expect(pages["alice"].locator(f"{card}-people")).to_contain_text("bob is on it")
         expect(pages["alice"].locator(f"{card}-people")).to_contain_text("Looking:")
 
-        # alice and bob press at the same moment; ada typed and did not press.
+        # alice and bob press at the same moment; ada typed and did not press. Both decisions
+        # reach the server together: a live page learns of a decision within milliseconds, so
+        # otherwise bob's page could show alice's before he could press.
+        held = []
+
+        def together(route) -> None:
+            held.append(route)
+            if len(held) == 2:
+                for request in held:
+                    request.continue_()
+
+        for name in ("alice", "bob"):
+            pages[name].route(f"**/escalations/{escalation.pk}/decide/", together)
         pages["alice"].locator(card).get_by_role("button", name="Approve").click(no_wait_after=True)
         pages["bob"].locator(card).get_by_role("button", name="Reject").click(no_wait_after=True)
         deadline = time.monotonic() + 10
         while Escalation.objects.get(pk=escalation.pk).is_pending:
             assert time.monotonic() < deadline, "nobody won"
-            time.sleep(0.05)
+            pages["alice"].wait_for_timeout(50)  # Playwright runs the route handlers meanwhile
         decided = Escalation.objects.get(pk=escalation.pk)
         winner = decided.decided_by_name
         losers = [name for name in ("alice", "bob") if name != winner] + ["ada"]

@@ -1,0 +1,146 @@
+"""What viewers of live pages share: the threads they render on, and one computation for
+those that ask for the same thing at about the same time.
+
+Live pages render on a small pool of threads of their own (`rendered`), not on the sync
+thread that ingests agents' frames, so a flood of frames does not hold the screens back, nor
+the screens the frames. Each thread holds its own database connection: on SQLite, WAL lets
+readers run beside the writer and IMMEDIATE writes wait their turn; on PostgreSQL each is one
+more connection. Connections are tidied before and after each call, as
+`database_sync_to_async` does after any request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from channels.db import database_sync_to_async
+from django.db import connections
+
+# Threads that render live pages (the sync thread ingests agents' frames). Each holds its own
+# database connection (SQLite: WAL readers beside the writer, IMMEDIATE writes wait their
+# turn; PostgreSQL: a connection each), closed when too old as after any request.
+LIVE_RENDER_THREADS = 2
+
+T = TypeVar("T")
+_clock = itertools.count(1)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def tick() -> int:
+    """The live pages' clock: a viewer notes a tick when woken; a computation notes one when
+    it starts, so "started after I was woken" is `started > asked`."""
+    return next(_clock)
+
+
+async def rendered(render: Callable[[int], T], asked: int) -> T:
+    """`render(asked)` on the live pages' own threads, database connections tidied as
+    `database_sync_to_async` does."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(LIVE_RENDER_THREADS, thread_name_prefix="live-render")
+    call = database_sync_to_async(render, thread_sensitive=False, executor=_pool)
+    return await call(asked)
+
+
+def stop_rendering() -> None:
+    """Close the render threads' database connections, then the threads, and forget what
+    was shared (a test, before its database is flushed or dropped: PostgreSQL refuses to drop
+    one still connected to, and the next test's rows may reuse primary keys)."""
+    global _pool
+    SHARED.clear()
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is None:
+        return
+    # Each thread takes one task: the barrier holds the first until the other has started.
+    barrier = threading.Barrier(LIVE_RENDER_THREADS)
+
+    def close() -> None:
+        connections.close_all()
+        barrier.wait(timeout=5)
+
+    for _ in range(LIVE_RENDER_THREADS):
+        pool.submit(close)
+    pool.shutdown(wait=True)
+
+
+@dataclass
+class _Flight:
+    started: int
+    finished: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    failed: bool = False
+
+
+class Shared:
+    """One computation per key for the viewers that ask for it at about the same time.
+
+    A viewer asks with the tick at which it was woken (0: any result for this key will do,
+    when the key itself says which state it is, as a fingerprint does). It gets the result
+    of the last computation for the key if that started after the tick, waiting for it if it
+    still runs; otherwise it computes, and viewers that ask later share its result."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._flights: OrderedDict[Hashable, _Flight] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+        self.computed: Counter[str] = Counter()  # by the key's first item, for tests
+
+    def get(self, key: tuple[Hashable, ...], asked: int, compute: Callable[[], T]) -> T:
+        return self.latest(key, asked, None, compute)[0]
+
+    def latest(
+        self, key: tuple[Hashable, ...], asked: int, since: int | None, compute: Callable[[], T]
+    ) -> tuple[T, bool, int]:
+        """As `get`, but when no computation started after `asked`, one that started after
+        tick `since` (when what the viewer shows was read) will do too, being no older: the
+        result, whether it is fresh (if not, the viewer renders again), and the tick at which
+        it was read. Viewers woken at slightly different times so keep to the same results."""
+        with self._lock:
+            flight = self._flights.get(key)
+            fresh = flight is not None and not flight.failed and flight.started > asked
+            stale = (
+                not fresh
+                and since is not None
+                and flight is not None
+                and not flight.failed
+                and flight.started > since
+            )
+            if not (fresh or stale):
+                flight = self._flights[key] = _Flight(tick())
+                self._flights.move_to_end(key)
+                while len(self._flights) > self.size:
+                    self._flights.popitem(last=False)
+        assert flight is not None
+        if fresh or stale:
+            flight.done.wait()
+            if not flight.failed:
+                return flight.value, fresh, flight.finished
+            return compute(), True, tick()
+        try:
+            flight.value = compute()
+            self.computed[str(key[0])] += 1
+        except BaseException:
+            flight.failed = True
+            raise
+        finally:
+            flight.finished = tick()
+            flight.done.set()
+        return flight.value, True, flight.finished
+
+    def clear(self) -> None:
+        with self._lock:
+            self._flights.clear()
+            self.computed.clear()
+
+
+SHARED = Shared()

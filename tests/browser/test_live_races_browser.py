@@ -1,0 +1,48 @@
+"""A live page renders on the event at once, so the live copy of a card's state can reach the
+browser before the answer to the operator's own decision. The console keeps the answer: its
+message and where it puts focus (a real browser, a real daphne, the answer held back)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.test_operator_browser import escalate
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_live_copy_arriving_before_the_answer_keeps_the_answers_message_and_focus(
+    live, agents, operators, browser_page
+):
+    escalation = escalate(live, agents)
+    browser_page.log_in("alice", "pw-alice")
+    page = browser_page.goto("/escalations/")
+    browser_page.wait_live()
+    state = page.locator(f"#escalation-{escalation.pk}-state")
+    live_copies = []
+
+    def record(socket) -> None:
+        socket.on("framereceived", lambda payload: live_copies.append(payload))
+
+    page.on("websocket", record)
+    # The decision reaches the server (which commits and sends the live copy at once); its
+    # answer reaches the page only once the live copy has.
+    page.reload()
+    browser_page.wait_live()
+
+    def answer_late(route):
+        response = route.fetch()
+        time.sleep(1)  # the live copy, sent on commit, arrives meanwhile
+        route.fulfill(response=response)
+
+    page.route(f"**/escalations/{escalation.pk}/decide/", answer_late)
+    page.locator(f"#escalation-{escalation.pk}").focus()
+    page.keyboard.press("a")
+    expect(state).to_contain_text("Approved by alice")
+    expect(state.locator(".notice")).to_have_text("Approved.")
+    expect(state).to_be_focused()
+    assert any(f"escalation-{escalation.pk}-state" in str(c) for c in live_copies)
+    assert browser_page.errors == []

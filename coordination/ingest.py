@@ -228,8 +228,7 @@ def _append_and_apply(
 
     ts_ms = _ts_ms(envelope)
     # NO KEY: rows inserted elsewhere that reference this agent (deliveries) are not blocked.
-    connected_as = agent
-    agent = locked_agent(agent.pk)
+    agent, connected_as = locked_agent(agent.pk), agent
     if agent.token_hash != connected_as.token_hash:
         # Rotated or revoked while this socket was open: it closes within a second; until
         # then nothing it sends is stored.

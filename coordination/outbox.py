@@ -75,6 +75,12 @@ def owed(agent: Agent, already_sent: Set[int] = frozenset()) -> list[tuple[int, 
     return [(pk, raw) for pk, raw in rows if pk not in already_sent]
 
 
+def agents_owed() -> set[int]:
+    """The agents owed anything not acknowledged (the `delivery_unacked` index answers it)."""
+    unacked = Delivery.objects.filter(acked_at=None).order_by()
+    return set(unacked.values_list("agent_id", flat=True).distinct())
+
+
 def continuity(agent: Agent, coordination_key: str | None) -> list[tuple[int | None, str]]:
     """What an agent gets after hello (PROTOCOL §4): the coordination's latest focus_snapshot
     and its own last orientation there, then every frame it is owed and has not acked.

@@ -178,10 +178,20 @@
     if (target && target.id && waiting(target.id) && incoming.outerHTML) {
       held[target.id] = incoming.outerHTML;
       event.preventDefault();
-    } else if (target && incoming.getAttribute && !applyLive(target, incoming)) {
-      event.preventDefault();
+    } else if (target && incoming.getAttribute) {
+      if (applyLive(target, incoming)) keepOpen(target, incoming);
+      else event.preventDefault();
     }
   });
+
+  // A live copy of a block keeps open what the operator opened in it (a <details>, such as
+  // the snapshot's "Raw JSON"): live copies now come on every event, often just after a click.
+  function keepOpen(current, incoming) {
+    if (!incoming.querySelectorAll) return;
+    var was = current.querySelectorAll("details");
+    var now = incoming.querySelectorAll("details");
+    for (var i = 0; i < was.length && i < now.length; i++) if (was[i].open) now[i].open = true;
+  }
 
   document.addEventListener("htmx:beforeRequest", function (event) {
     var target = event.detail.target;

@@ -10,6 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_operator_browser import escalate
+from tests.factories import post_frames_live
+from tests.seed import KEY
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -45,4 +47,26 @@ def test_the_live_copy_arriving_before_the_answer_keeps_the_answers_message_and_
     expect(state.locator(".notice")).to_have_text("Approved.")
     expect(state).to_be_focused()
     assert any(f"escalation-{escalation.pk}-state" in str(c) for c in live_copies)
+    assert browser_page.errors == []
+
+
+def test_a_live_copy_of_the_summary_keeps_the_raw_json_the_operator_opened(
+    live, agents, operators, browser_page
+):
+    escalate(live, agents, snapshot={"state": "diagnosis pending"})
+    browser_page.log_in("alice", "pw-alice")
+    page = browser_page.goto(f"/coordinations/{KEY}/")
+    browser_page.wait_live()
+    summary = page.locator("#coordination-summary")
+    chain = summary.locator("dd", has_text="head")
+    before = chain.inner_text()
+    summary.get_by_text("Raw JSON").click()
+    expect(summary.locator("pre.json")).to_be_visible()
+    # A new frame changes the summary (its chain count): the live copy replaces the block.
+    post_frames_live(live, agents.metrics_token, {
+        "id": "more-1", "coordination_id": KEY,
+        "orientation": {"role": "metrics-agent", "intent": "watch the queue"},
+    })  # fmt: skip
+    expect(chain).not_to_have_text(before)
+    expect(summary.locator("pre.json")).to_be_visible()
     assert browser_page.errors == []

@@ -78,18 +78,10 @@ print(json.dumps({"tokens": tokens, "session": client.cookies["sessionid"].value
 def setup(env: dict, agents: int) -> dict:
     import json
 
-    def manage(*args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+    from bench_stack import manage
 
-    manage("migrate", "--no-input", "-v0")
-    out = manage("shell", "-c", SETUP.replace("N)", f"{agents})"))
+    manage(env, "migrate", "--no-input", "-v0")
+    out = manage(env, "shell", "-c", SETUP.replace("N)", f"{agents})"))
     return json.loads(out.splitlines()[-1])
 
 

@@ -149,6 +149,17 @@ def post_frames(client: Client, token: str, body: Any):
     )
 
 
+async def until_message(communicator, text: str, timeout: float = 10) -> str:
+    """Messages from `communicator` until one contains `text` (the page may get other updates
+    first). A timeout fails the test (and, as Channels' communicator does, stops the consumer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await communicator.receive_from(timeout=max(deadline - loop.time(), 0.01))
+        if text in message:
+            return message
+
+
 # --- agents' connections ----------------------------------------------------------------------
 
 

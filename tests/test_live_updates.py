@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from coordination import consumers, events, sharing
 from coordination.ingest import ingest
 from coordination.models import Coordination, Frame
-from tests.factories import frame, seed, session_cookie, ui_socket
+from tests.factories import frame, seed, session_cookie, ui_socket, until_message
 from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,20 +30,11 @@ def no_slow_check(monkeypatch):
     monkeypatch.setattr(consumers, "LIVE_CHECK_SECONDS", 3600)
 
 
-async def _until(communicator, text: str, timeout: float = 10) -> str:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        message = await communicator.receive_from(timeout=max(deadline - loop.time(), 0.01))
-        if text in message:
-            return message
-
-
 async def _page(path: str, user, first: str):
     """A console socket at `path` whose first render (containing `first`) has arrived."""
     communicator, connected = await ui_socket(path, user)
     assert connected
-    await _until(communicator, first)
+    await until_message(communicator, first)
     return communicator
 
 
@@ -65,7 +56,7 @@ async def test_an_escalation_reaches_an_open_inbox_on_its_one_event(
     try:
         async with events.acollecting():  # one dashboard event for all that seed() commits
             escalation = await sync_to_async(seed)(agents)
-        card = await _until(inbox, f'id="escalation-{escalation.pk}"')
+        card = await until_message(inbox, f'id="escalation-{escalation.pk}"')
         assert 'hx-swap-oob="beforeend:#inbox-list"' in card
     finally:
         await inbox.disconnect()
@@ -91,7 +82,7 @@ async def test_a_burst_of_events_makes_fewer_renders_and_messages_than_events(
         rows: list[int] = []
         messages = 0
         while len(rows) < burst:
-            message = await _until(viewer, "afterbegin:#timeline-rows")
+            message = await until_message(viewer, "afterbegin:#timeline-rows")
             messages += 1
             rows.extend(int(n) for n in reversed(ROW.findall(message)))
         first = coordination.head_seq + 1
@@ -115,7 +106,7 @@ async def test_viewers_woken_by_one_event_share_the_work_and_each_get_the_row(
         sharing.SHARED.clear()
         await _published(agents.triage, _orientation(1))
         for viewer in viewers:
-            message = await _until(viewer, "afterbegin:#timeline-rows")
+            message = await until_message(viewer, "afterbegin:#timeline-rows")
             assert f'id="frame-{coordination.head_seq + 1}"' in message
         # Each viewer was woken before the first render started, so one computation served
         # several of them (the layer delivers to each channel in turn; on Redis a late one

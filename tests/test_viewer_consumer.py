@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,21 +14,10 @@ from django.test import override_settings
 from coordination import decisions, events
 from coordination.ingest import ingest
 from coordination.models import Coordination, Escalation
-from tests.factories import seed, send, ui_socket
+from tests.factories import seed, send, ui_socket, until_message
 from tests.seed import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def _until(communicator, text: str, timeout: float = 10) -> str:
-    """Messages until one contains `text` (the page may get other updates first). A timeout
-    fails the test (and, as Channels' communicator does, stops the consumer)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        message = await communicator.receive_from(timeout=max(deadline - loop.time(), 0.01))
-        if text in message:
-            return message
 
 
 def _viewer_path(coordination: Coordination) -> str:
@@ -82,7 +70,7 @@ async def test_viewer_receives_the_new_frame_as_an_out_of_band_row(agents, opera
         )
         before: list[str] = []
         while 'hx-swap-oob="afterbegin:#timeline-rows"' not in (
-            message := await _until(communicator, "hx-swap-oob")
+            message := await until_message(communicator, "hx-swap-oob")
         ):
             before.append(message)
         assert f'id="frame-{coordination.head_seq + 1}"' in message
@@ -102,37 +90,37 @@ async def test_viewer_catches_up_from_the_database_when_no_event_announces_a_fra
     await sync_to_async(seed)(agents)
     coordination = await Coordination.objects.aget(key=KEY)
     async with _admitted(_viewer_path(coordination), operators["vic"]) as communicator:
-        await _until(communicator, 'id="coordination-summary"')  # the first render is done
+        await until_message(communicator, 'id="coordination-summary"')  # the first render is done
         await sync_to_async(send)(
             agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "unannounced"}}
         )
-        message = await _until(communicator, "unannounced")
+        message = await until_message(communicator, "unannounced")
         assert 'hx-swap-oob="afterbegin:#timeline-rows"' in message
 
 
 async def test_inbox_socket_appends_a_new_escalation_and_shows_it_decided(agents, operators):
     async with _admitted("/ws/ui/escalations/?shown=", operators["bob"]) as communicator:
-        await _until(communicator, 'id="inbox-count"')  # the first render is done
+        await until_message(communicator, 'id="inbox-count"')  # the first render is done
         escalation = await sync_to_async(seed)(agents)
         # seed() publishes nothing: the slow check finds the escalation in the database.
-        card = await _until(communicator, f'id="escalation-{escalation.pk}"')
+        card = await until_message(communicator, f'id="escalation-{escalation.pk}"')
         assert 'hx-swap-oob="beforeend:#inbox-list"' in card
         assert "guardrail: cannot page DB" in card
 
         await _approved(escalation, operators["alice"], "page it")
-        state = await _until(communicator, "Approved by alice")
+        state = await until_message(communicator, "Approved by alice")
         assert f'id="escalation-{escalation.pk}-state"' in state
         assert 'hx-swap-oob="true"' in state
 
 
 async def test_dashboard_socket_refreshes_the_list_and_the_pending_count(agents, operators):
     async with _admitted("/ws/ui/dashboard/", operators["vic"]) as communicator:
-        await _until(communicator, "No coordinations yet")
+        await until_message(communicator, "No coordinations yet")
         await sync_to_async(seed)(agents)
         await _published(agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "x"}})
         # seed() commits step by step and each step wakes the page at once: the list may
         # show the coordination before its escalation, so wait for the state after both.
-        table = await _until(communicator, "1 pending")
+        table = await until_message(communicator, "1 pending")
         assert 'id="coordination-table"' in table
         assert KEY in table
         assert 'id="inbox-count"' in table
@@ -149,7 +137,7 @@ async def test_a_burst_of_frames_reaches_the_viewer_each_once_in_order(agents, o
             )
         seen: list[int] = []
         while len(seen) < 60:
-            message = await _until(communicator, "afterbegin:#timeline-rows")
+            message = await until_message(communicator, "afterbegin:#timeline-rows")
             batch = [int(s) for s in re.findall(r'<li id="frame-(\d+)"', message)]
             assert batch == sorted(batch, reverse=True)  # newest first within a message
             seen.extend(reversed(batch))
@@ -166,9 +154,9 @@ async def test_a_partial_approval_updates_the_quorum_shown_live(agents, operator
     async with _admitted(
         f"/ws/ui/escalations/?shown={escalation.pk}", operators["bob"]
     ) as communicator:
-        await _until(communicator, "0 of 2 approvals")
+        await until_message(communicator, "0 of 2 approvals")
         await _approved(escalation, operators["alice"], "fine by me")
-        state = await _until(communicator, "1 of 2 approvals (alice)")
+        state = await until_message(communicator, "1 of 2 approvals (alice)")
         assert f'id="escalation-{escalation.pk}-state"' in state
         assert "Approve" in state  # bob can still add the second approval
 
@@ -181,12 +169,12 @@ async def test_a_card_still_as_rendered_is_not_resent_on_connect_so_a_typed_note
     async with _admitted(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
     ) as communicator:
-        first = await _until(communicator, 'id="inbox-count"')  # the first render is done
+        first = await until_message(communicator, 'id="inbox-count"')  # the first render is done
         assert state_id not in first
         assert await communicator.receive_nothing(timeout=0.5)
 
         await _approved(escalation, operators["alice"], "page it")
-        state = await _until(communicator, "Approved by alice")  # a real change still comes
+        state = await until_message(communicator, "Approved by alice")  # a real change still comes
         assert state_id in state
 
 
@@ -198,5 +186,5 @@ async def test_a_card_rendered_at_an_older_version_is_brought_up_to_date_on_conn
     async with _admitted(
         f"/ws/ui/escalations/?shown={escalation.pk}:pending.0.1", operators["bob"]
     ) as communicator:
-        state = await _until(communicator, "Approved by alice")
+        state = await until_message(communicator, "Approved by alice")
         assert f'id="escalation-{escalation.pk}-state"' in state

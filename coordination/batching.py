@@ -38,8 +38,11 @@ from coordination.models import Agent
 from coordination.schemas import Outcome
 
 # Frames per transaction at most: bounds how long a batch holds the write lock (SQLite) and
-# how long the first frame of a batch waits for its ack.
-MAX_BATCH = 64
+# how long the first frame of a batch waits for its ack (a full batch stores in ~30 ms on
+# today's 2-core machine). Larger batches hold more frames of each agent, whose rows are
+# locked and written once a batch (coordination.pending): 64 -> 256 cut the CPU per frame of
+# ten agents' orientations by about a third (in-process, same minute).
+MAX_BATCH = 256
 
 
 @dataclass

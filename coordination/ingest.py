@@ -36,6 +36,7 @@ from coordination.models import (
     ensure_writable,
     prepared,
 )
+from coordination.pending import AGENT_FIELDS, Batch, Stale, agent_values
 from coordination.presence import saw_agent
 from coordination.schemas import (
     KNOWN_TYPES,
@@ -82,8 +83,9 @@ class _Redo(Exception):
     """Rolls a batch back whole so that it runs again frame by frame."""
 
 
-# Set while a batch runs: frames are stored without a savepoint each, optimistically.
-_batched: ContextVar[bool] = ContextVar("ltpdash_batched", default=False)
+# Set while a batch runs: frames are stored without a savepoint each, optimistically, and
+# the rows they lock are kept from frame to frame (coordination.pending).
+_batched: ContextVar[Batch | None] = ContextVar("ltpdash_batched", default=None)
 
 
 def ingest_batch(batch: list[Work]) -> list[list[Outcome]]:
@@ -96,13 +98,16 @@ def ingest_batch(batch: list[Work]) -> list[list[Outcome]]:
     its own transaction as when it comes alone: the outcomes are then exactly those. Nothing
     of a batch is answered before its COMMIT: the caller sends the outcomes after this returns.
     """
-    if len(batch) == 1:
+    if len(batch) == 1 and len(batch[0].items) == 1:
         return [ingest(batch[0].agent, batch[0].items, batch[0].session_id)]
-    token = _batched.set(True)
+    pending = Batch()
+    token = _batched.set(pending)
     try:
         with transaction.atomic():
-            return [ingest(work.agent, work.items, work.session_id) for work in batch]
-    except (_Redo, DatabaseError):
+            results = [ingest(work.agent, work.items, work.session_id) for work in batch]
+            pending.settle()
+            return results
+    except (_Redo, Stale, DatabaseError):
         pass
     finally:
         _batched.reset(token)
@@ -119,6 +124,7 @@ def ingest(agent: Agent, data: Any, session_id: str = "") -> list[Outcome]:
     for item in expand(data, agent.name):
         try:
             if isinstance(item, dict) and item.get("type") == "ack":
+                _settle()
                 apply_agent_ack(agent, item)
                 continue
             outcomes.append(ingest_frame(agent, item, session_id))
@@ -227,13 +233,19 @@ def _append_and_apply(
         warnings.append(f"unknown type {envelope.type!r}: stored and acknowledged, no effect")
 
     ts_ms = _ts_ms(envelope)
+    # In a batch, an orientation (or a frame of unknown type) changes only rows the batch
+    # keeps (coordination.pending); any other frame's effects read them from the database.
+    batch = _batched.get()
+    if batch is not None and not (view is None or isinstance(view, OrientationView)):
+        batch.settle()
+        batch = None
     # NO KEY: rows inserted elsewhere that reference this agent (deliveries) are not blocked.
-    agent, connected_as = locked_agent(agent.pk), agent
+    agent, connected_as = batch.agent(agent.pk) if batch else locked_agent(agent.pk), agent
     if agent.token_hash != connected_as.token_hash:
         # Rotated or revoked while this socket was open: it closes within a second; until
         # then nothing it sends is stored.
         raise FrameError("unauthorized", "This token was rotated or revoked.", envelope.id)
-    loaded = (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities)
+    loaded = agent_values(agent)
     if ts_ms is not None and agent.last_ts_ms is not None and ts_ms < agent.last_ts_ms:
         warnings.append("ts is earlier than this sender's previous frame; kept as sent")
     if ts_ms is not None and (agent.last_ts_ms is None or ts_ms > agent.last_ts_ms):
@@ -253,7 +265,7 @@ def _append_and_apply(
             warnings=warnings,
         )
     else:
-        coordination = locked_coordination(key, agent)
+        coordination = batch.coordination(key, agent) if batch else locked_coordination(key, agent)
         if _seen(coordination).imported:
             ensure_writable(coordination.pk, envelope.id)
         _check_speaker(agent, coordination, envelope, view)
@@ -265,16 +277,27 @@ def _append_and_apply(
             session_id=session_id,
             warnings=warnings,
             ts=ts,
-            orientation=_orientation_in_force(coordination),
+            # The sender's orientation in force there (read with the coordination's lock).
+            orientation_id=_seen(coordination).orientation_frame,
             text=text,
+            write_head=batch is None,
         )
+        if batch:
+            batch.owe_head(coordination)
         events.coordination_changed(coordination.pk, stored.seq)
 
     _apply(agent, stored, envelope, view)
-    if (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities) != loaded:
-        prepared.update(agent, ["last_ts_ms", "current_coordination", "role", "capabilities"])
+    if batch is None and agent_values(agent) != loaded:
+        prepared.update(agent, AGENT_FIELDS)
     saw_agent(agent)
     return stored
+
+
+def _settle() -> None:
+    """Before a frame whose effects read the rows a batch keeps: write what it owes them."""
+    batch = _batched.get()
+    if batch is not None:
+        batch.settle()
 
 
 def _check_speaker(
@@ -284,6 +307,7 @@ def _check_speaker(
     answers it (raises FrameError). The first frame of a coordination opens it."""
     if coordination.head_seq < 0:
         coordination.join(agent, ParticipantVia.OPENED)
+        _seen(coordination).participant = True
     elif not (_seen(coordination).participant or agent.covers(coordination.key)):
         raise FrameError(
             "not_a_participant",
@@ -314,12 +338,6 @@ def _seen(coordination: Coordination) -> Seen:
     known = seen(coordination)
     assert known is not None, "the coordination was not locked by locked_coordination"
     return known
-
-
-def _orientation_in_force(coordination: Coordination) -> Frame | None:
-    """The sender's orientation in force there (read with the coordination's lock)."""
-    frame_pk = _seen(coordination).orientation_frame
-    return Frame(pk=frame_pk) if frame_pk is not None else None
 
 
 def resolve_coordination_key(
@@ -413,16 +431,20 @@ def _orientation(
     }
     # One UPDATE of the row read with the coordination's lock in the usual case; the agent's
     # row lock makes the create branch race-free.
-    known = _seen(coordination)
-    if known.orientation_pk is None or not prepared.update_row(
-        Orientation, known.orientation_pk, fields
-    ):
-        orientation = Orientation.objects.create(coordination=coordination, agent=agent, **fields)
-        known.orientation_pk = orientation.pk
+    known, batch = _seen(coordination), _batched.get()
+    stored.orientation = stored  # the orientation in force for this frame is the one it declares
+    if batch and known.orientation_pk is not None:
+        batch.owe_orientation(known.orientation_pk, fields, stored)
+    else:
+        if known.orientation_pk is None or not prepared.update_row(
+            Orientation, known.orientation_pk, fields
+        ):
+            orientation = Orientation.objects.create(
+                coordination=coordination, agent=agent, **fields
+            )
+            known.orientation_pk = orientation.pk
+        prepared.update(stored, ["orientation"])
     known.orientation_frame = stored.pk
-    # The orientation in force for this frame is the one it declares.
-    stored.orientation = stored
-    prepared.update(stored, ["orientation"])
 
 
 def _match_request(

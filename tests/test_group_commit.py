@@ -123,12 +123,24 @@ def test_a_batch_takes_fewer_statements_than_the_same_frames_one_by_one():
     with CaptureQueriesContext(connection) as alone:
         for agent in agents:
             ingest(agent, [orientation(f"{agent.name}-2", f"room-{agent.name}")])
+    # Four frames from each agent: its rows are locked and written once for the four.
+    with CaptureQueriesContext(connection) as fours:
+        ingest_batch(
+            [
+                Work(a, [orientation(f"{a.name}-{n}", f"room-{a.name}")], "s")
+                for n in range(3, 7)
+                for a in agents
+            ]
+        )
     assert len(batched) < len(alone)
+    assert len(fours) / (4 * len(agents)) < len(batched) / len(agents)
     transactions = [q for q in alone if q["sql"].upper().startswith(("BEGIN", "COMMIT"))]
     assert len([q for q in batched if q["sql"].upper().startswith("COMMIT")]) <= 1
     print(
-        f"statements per orientation frame: {len(batched) / len(agents):.1f} in a batch of "
-        f"{len(agents)}, {len(alone) / len(agents):.1f} alone ({len(transactions)} BEGIN/COMMIT)"
+        f"statements per orientation frame: {len(alone) / len(agents):.1f} alone "
+        f"({len(transactions)} BEGIN/COMMIT for {len(agents)}), "
+        f"{len(batched) / len(agents):.1f} in a batch of {len(agents)} agents x 1, "
+        f"{len(fours) / (4 * len(agents)):.1f} in a batch of {len(agents)} agents x 4"
     )
 
 
@@ -165,3 +177,82 @@ async def _send_at_once(server, tokens: dict[str, str], per_agent: int) -> list[
         *(one_agent(i, name, token) for i, (name, token) in enumerate(tokens.items()))
     )
     return [frame_id for acked in done for frame_id in acked]
+
+
+def _mixed(prefix: str, key: str) -> list[list[dict]]:
+    """Frames from two agents into one coordination, as several sockets' messages: plain
+    orientations the batch keeps in memory, and frames whose effects read the database
+    between them (a request, a snapshot, a seed bundle), with ts going forward and back."""
+
+    def at(n: int, data: dict) -> dict:
+        return {**data, "ts": 1900000000000 + n}  # after now: the bundle (no ts) is older
+
+    return [
+        [at(5, orientation(f"{prefix}o1", key, "first"))],
+        [
+            at(3, orientation(f"{prefix}o2", key, "second")),
+            at(7, frame(f"{prefix}u1", "brand_new", {}, coordination_id=key)),
+        ],
+        [at(8, frame(f"{prefix}r1", "route_request", {"need": "x"}, coordination_id=key))],
+        [at(9, orientation(f"{prefix}o3", key, "third"))],
+        [at(10, frame(f"{prefix}s1", "focus_snapshot", {"state": "s"}, coordination_id=key))],
+        [
+            {
+                "id": f"{prefix}b",
+                "coordination_id": key,
+                "orientation": {"intent": "fourth"},
+                "route_request": {"need": "y"},
+            }
+        ],
+    ]
+
+
+def _stored(key: str, prefix: str) -> dict:
+    coordination = Coordination.objects.get(key=key)
+    frames = Frame.objects.filter(coordination=coordination, direction="in").order_by("seq")
+    return {
+        "chain": [
+            (
+                f.seq,
+                f.sender[-1],
+                f.ltp_id.removeprefix(prefix),
+                f.type,
+                f.orientation.ltp_id.removeprefix(prefix) if f.orientation else None,
+            )
+            for f in frames
+        ],
+        "head": coordination.head_seq == frames.last().seq
+        and coordination.head_hash
+        == Coordination.objects.get(key=key).frames.order_by("seq").last().hash,
+        "orientations": sorted(
+            (o.agent.name[-1], o.intent, o.frame.ltp_id.removeprefix(prefix))
+            for o in Orientation.objects.filter(coordination=coordination)
+        ),
+        "verifies": verify_trace(coordination.trace_lines()).ok,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_mixed_batch_leaves_what_the_same_frames_leave_one_by_one():
+    # Two pairs of agents; the pair in a batch and the pair frame by frame send the same.
+    batched = [Agent.create_with_token(f"batch-{n}", scope=FLEET)[0] for n in "ab"]
+    alone = [Agent.create_with_token(f"alone-{n}", scope=FLEET)[0] for n in "ab"]
+    messages = {side[0].pk: _mixed("", f"room-{side[0].name}") for side in (batched, alone)}
+    works = [
+        Work(agents[step % 2], [dict(f) for f in messages[agents[0].pk][step]], "s")
+        for agents in (batched,)
+        for step in range(len(messages[agents[0].pk]))
+    ]
+    results = ingest_batch(works)
+    for step, items in enumerate(messages[alone[0].pk]):
+        ingest(alone[step % 2], items, "s")
+
+    assert [o.error for r in results for o in r if o.error] == []
+    assert _stored("room-batch-a", "") == _stored("room-alone-a", "")
+    assert _stored("room-batch-a", "")["verifies"]
+    for one, other in zip(batched, alone, strict=True):
+        one.refresh_from_db(), other.refresh_from_db()
+        assert (one.last_ts_ms, one.current_coordination.key.replace("batch", "alone")) == (
+            other.last_ts_ms,
+            other.current_coordination.key,
+        )

@@ -100,14 +100,16 @@ class Coordination(models.Model):
         session_id: str = "",
         warnings: list[str] | None = None,
         ts: datetime | None = None,
-        orientation: Frame | None = None,
+        orientation_id: int | None = None,
         text: str | None = None,
+        write_head: bool = True,
     ) -> Frame:
         """Add `frame` to the end of this coordination's hash chain (PROTOCOL §6).
 
         The caller holds the row lock (`Coordination.lock`) inside a transaction. A duplicate
         (sender, id) raises IntegrityError before the head moves, and the caller's
-        transaction rolls back whole.
+        transaction rolls back whole. `write_head=False`: the head moves in memory only, and
+        the caller writes it before the transaction ends (a batch writes it once).
         """
         text = text if text is not None else canonical(frame)
         now = timezone.now()
@@ -128,13 +130,14 @@ class Coordination(models.Model):
             received_at=now,
             session_id=session_id,
             warnings=warnings or [],
-            orientation=orientation,
+            orientation_id=orientation_id,
         )
         # Prepared statements (models.prepared): this runs for every frame.
         prepared.insert(stored)
         stored.__dict__["_data"] = frame
         self.head_seq, self.head_hash, self.last_activity = seq, digest, now
-        prepared.update(self, ["head_seq", "head_hash", "last_activity"])
+        if write_head:
+            prepared.update(self, ["head_seq", "head_hash", "last_activity"])
         return stored
 
     def trace_lines(self) -> Iterator[str]:

@@ -1,0 +1,104 @@
+"""What one batch of frames (group commit) keeps from frame to frame: the rows it has locked,
+and the writes it owes them until the batch ends.
+
+In a batch's transaction a row that one frame locked (its agent, its coordination) stays
+locked until the COMMIT, so the next frame of the same agent or coordination takes it from
+here instead of reading it again; and the writes every orientation frame makes to those rows
+(the chain's head, the agent's last ts, the orientation in force) are made once, for the last
+frame, when the batch ends:
+
+    1. lock     `agent(pk)` / `coordination(key, agent)`: read with the lock the first time,
+                then the batch's own copy (what the batch wrote is in it, in memory)
+    2. owe      the frame path notes the rows it changed (`owe_*`) instead of writing them
+    3. settle   before a frame whose effects read those rows from the database (anything but
+                an orientation or an unknown type), and before the COMMIT: the owed writes
+                go out, one per row, and the batch forgets its copies (the next frame locks
+                again, and reads what that frame's effects wrote)
+
+Nothing here outlives the transaction: a batch that is rolled back (ingest's redo) takes its
+copies and owed writes with it, and a single frame never uses this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordination.models import Agent, Coordination, Frame, Orientation, prepared
+from coordination.statements import Seen, locked_agent, locked_coordination
+
+# Frames pointed at themselves per statement (one compiled statement per size up to this).
+_SELF_CHUNK = 64
+
+# The agent's fields a frame may change (ingest compares them with what the lock read).
+AGENT_FIELDS = ("last_ts_ms", "current_coordination", "role", "capabilities")
+
+
+def agent_values(agent: Agent) -> tuple[Any, ...]:
+    return (agent.last_ts_ms, agent.current_coordination_id, agent.role, agent.capabilities)
+
+
+class Stale(Exception):
+    """An owed write found its row gone: the batch is rolled back and runs frame by frame."""
+
+
+@dataclass
+class Batch:
+    agents: dict[int, tuple[Agent, tuple[Any, ...]]] = field(default_factory=dict)
+    coordinations: dict[str, Coordination] = field(default_factory=dict)
+    seen: dict[tuple[int, int], Seen] = field(default_factory=dict)
+    heads: dict[int, Coordination] = field(default_factory=dict)
+    orientations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    oriented: list[int] = field(default_factory=list)
+
+    def agent(self, pk: int) -> Agent:
+        """The agent's row, locked (FOR NO KEY UPDATE) by the first frame that asks."""
+        held = self.agents.get(pk)
+        if held is None:
+            locked = locked_agent(pk)
+            held = self.agents[pk] = (locked, agent_values(locked))
+        return held[0]
+
+    def coordination(self, key: str, agent: Agent) -> Coordination:
+        """The coordination named `key`, locked by the first frame that asks; `seen()` on it
+        gives what the lock read about `agent` (read again for each agent new to it)."""
+        held = self.coordinations.get(key)
+        known = self.seen.get((held.pk, agent.pk)) if held is not None else None
+        if held is not None and known is not None:
+            held.__dict__["_seen"] = known
+            return held
+        locked = locked_coordination(key, agent)
+        self.seen[(locked.pk, agent.pk)] = locked.__dict__["_seen"]
+        if held is None:
+            held = self.coordinations[key] = locked
+        # A copy held already has this batch's appends in memory: keep it, with this
+        # agent's reading.
+        held.__dict__["_seen"] = locked.__dict__["_seen"]
+        return held
+
+    def owe_head(self, coordination: Coordination) -> None:
+        self.heads[coordination.pk] = coordination
+
+    def owe_orientation(self, orientation_pk: int, values: dict[str, Any], frame: Frame) -> None:
+        """The orientation row's new values, and the frame whose orientation is itself."""
+        self.orientations[orientation_pk] = values
+        self.oriented.append(frame.pk)
+
+    def settle(self) -> None:
+        """Write what is owed, one statement per row, and forget the copies."""
+        for coordination in self.heads.values():
+            prepared.update(coordination, ["head_seq", "head_hash", "last_activity"])
+        for pk, values in self.orientations.items():
+            if not prepared.update_row(Orientation, pk, values):
+                raise Stale(f"orientation {pk}")
+        for start in range(0, len(self.oriented), _SELF_CHUNK):
+            prepared.point_at_self(Frame, "orientation", self.oriented[start : start + _SELF_CHUNK])
+        for agent, loaded in self.agents.values():
+            if agent_values(agent) != loaded:
+                prepared.update(agent, AGENT_FIELDS)
+        self.agents.clear()
+        self.coordinations.clear()
+        self.seen.clear()
+        self.heads.clear()
+        self.orientations.clear()
+        self.oriented.clear()

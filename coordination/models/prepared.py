@@ -21,10 +21,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
+from django.conf import settings
 from django.db import connections
-from django.db.models import Field, Model, QuerySet
+from django.db.models import DateField, DateTimeField, Field, Model, QuerySet
 
 M = TypeVar("M", bound=Model)
 
@@ -115,7 +118,8 @@ class PreparedSelect(Generic[M]):
 class _Write:
     sql: str
     fields: list[Field[Any, Any]]
-    plain: list[type | None]  # per field: the type its values go to the driver as they are
+    to_db: list[Callable[[Any], Any]]  # per field: its value as the driver takes it
+    read: list[Callable[[Model], Any]]  # per field: its value on a new object (`pre_save`)
 
 
 def insert(obj: Model, using: str = "default") -> None:
@@ -123,10 +127,7 @@ def insert(obj: Model, using: str = "default") -> None:
     model = type(obj)
     connection = connections[using]
     write = _cached(("insert", model), using, lambda: _compile_insert(model, connection))
-    params = [
-        _for_db(f, plain, f.pre_save(obj, True), connection)
-        for f, plain in zip(write.fields, write.plain, strict=True)
-    ]
+    params = [to_db(read(obj)) for to_db, read in zip(write.to_db, write.read, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(write.sql, params)
         (pk,) = cursor.fetchone()
@@ -144,7 +145,7 @@ def _compile_insert(model: type[Model], connection: Any) -> _Write:
     # Names from the model's own metadata, quoted; every value is a bound parameter.
     table = quote(meta.db_table)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) {returning}"  # noqa: S608
-    return _Write(sql, fields, [_plain(f) for f in fields])
+    return _write(sql, fields, connection)
 
 
 def update(obj: Model, fields: Sequence[str], using: str = "default") -> int:
@@ -166,13 +167,34 @@ def update_row(model: type[Model], pk: Any, values: dict[str, Any], using: str =
     write = _cached(
         ("update", model, names), using, lambda: _compile_update(model, names, connection)
     )
-    params = [
-        _for_db(f, plain, value, connection)
-        for f, plain, value in zip(write.fields, write.plain, values.values(), strict=True)
-    ]
+    params = [to_db(value) for to_db, value in zip(write.to_db, values.values(), strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(write.sql, [*params, pk])
         return int(cursor.rowcount)
+
+
+def point_at_self(model: type[Model], name: str, pks: Sequence[int], using: str = "default") -> int:
+    """UPDATE the rows `pks` of `model` so that their foreign key `name` names the row
+    itself (a frame that is its own orientation in force). One statement per batch size."""
+    connection = connections[using]
+    sql = _cached(
+        ("self", model, name, len(pks)),
+        using,
+        lambda: _compile_point_at_self(model, name, len(pks), connection),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(pks))
+        return int(cursor.rowcount)
+
+
+def _compile_point_at_self(model: type[Model], name: str, count: int, connection: Any) -> str:
+    meta = model._meta
+    field = meta.get_field(name)
+    assert isinstance(field, Field) and meta.pk is not None
+    quote = connection.ops.quote_name
+    table, key, column = quote(meta.db_table), quote(meta.pk.column), quote(field.column)
+    marks = ", ".join(["%s"] * count)
+    return f"UPDATE {table} SET {column} = {key} WHERE {key} IN ({marks})"  # noqa: S608
 
 
 def _compile_update(model: type[Model], names: tuple[str, ...], connection: Any) -> _Write:
@@ -187,7 +209,7 @@ def _compile_update(model: type[Model], names: tuple[str, ...], connection: Any)
     assert meta.pk is not None
     table, key = quote(meta.db_table), quote(meta.pk.column)
     sql = f"UPDATE {table} SET {sets} WHERE {key} = %s"  # noqa: S608
-    return _Write(sql, fields, [_plain(f) for f in fields])
+    return _write(sql, fields, connection)
 
 
 # Fields whose value goes to every driver as it is when it already has the stored type: the
@@ -203,16 +225,49 @@ _AS_IS = {
 }
 
 
-def _plain(field: Field[Any, Any]) -> type | None:
-    return _AS_IS.get(field.get_internal_type())
+def _write(sql: str, fields: list[Field[Any, Any]], connection: Any) -> _Write:
+    return _Write(
+        sql,
+        fields,
+        [_to_db(f, connection) for f in fields],
+        [_reader(f) for f in fields],
+    )
 
 
-def _for_db(field: Field[Any, Any], plain: type | None, value: Any, connection: Any) -> Any:
-    if plain is not None and (type(value) is plain or (value is None and field.null)):
-        return value
-    if isinstance(value, Model):  # a related object: its key, as the ORM's UPDATE takes it
-        value = value.pk
-    return field.get_db_prep_save(value, connection)
+def _to_db(field: Field[Any, Any], connection: Any) -> Callable[[Any], Any]:
+    """What `field.get_db_prep_save` does, with the common cases short: a value of the stored
+    type as it is, an aware datetime straight to the backend's adapter."""
+    prepare, null = field.get_db_prep_save, field.null
+    plain = _AS_IS.get(field.get_internal_type())
+
+    def general(value: Any) -> Any:
+        if value is None and null:
+            return None
+        if isinstance(value, Model):  # a related object: its key, as the ORM's UPDATE takes it
+            value = value.pk
+        return prepare(value, connection)
+
+    if plain is not None:
+        return lambda value: value if type(value) is plain else general(value)
+    if isinstance(field, DateTimeField) and settings.USE_TZ:
+        adapt = connection.ops.adapt_datetimefield_value
+        # An aware datetime needs no conversion before the adapter (a naive one: the field
+        # warns and converts, as the ORM does).
+        return lambda value: (
+            adapt(value) if type(value) is datetime and value.tzinfo is not None else general(value)
+        )
+    return general
+
+
+def _reader(field: Field[Any, Any]) -> Callable[[Model], Any]:
+    """`field.pre_save(obj, add=True)`, read as a plain attribute where that is all it does."""
+    stamps = isinstance(field, DateTimeField | DateField) and (field.auto_now or field.auto_now_add)
+    if type(field).pre_save in _PLAIN_PRE_SAVE and not stamps:
+        return attrgetter(field.attname)
+    return lambda obj: field.pre_save(obj, True)
+
+
+_PLAIN_PRE_SAVE = {Field.pre_save, DateTimeField.pre_save, DateField.pre_save}
 
 
 T = TypeVar("T")

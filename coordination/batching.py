@@ -59,13 +59,15 @@ class _Lane:
         self.waiting: list[_Job] = []
         self.draining: asyncio.Task[None] | None = None
 
-    async def ingest(self, work: Work) -> list[Outcome]:
+    def submit(self, work: Work) -> asyncio.Future[list[Outcome]]:
+        """Queue `work` now (frames are stored in the order they are submitted); the future
+        holds its outcomes once its batch has committed."""
         loop = asyncio.get_running_loop()
         job = _Job(work, loop.create_future())
         self.waiting.append(job)
         if self.draining is None or self.draining.done():
             self.draining = loop.create_task(self._drain())
-        return await job.done
+        return job.done
 
     def _next_batch(self) -> list[_Job]:
         taken, frames = 0, 0
@@ -116,9 +118,11 @@ class GroupCommit:
             store = database_sync_to_async(ingest_batch, thread_sensitive=False, executor=threads)
         self.lanes = [_Lane(store) for _ in range(lanes)]
 
-    async def ingest(self, agent: Agent, items: list[Any], session_id: str) -> list[Outcome]:
+    def submit(
+        self, agent: Agent, items: list[Any], session_id: str
+    ) -> asyncio.Future[list[Outcome]]:
         lane = self.lanes[_lane_of(agent, items, len(self.lanes))]
-        return await lane.ingest(Work(agent, items, session_id))
+        return lane.submit(Work(agent, items, session_id))
 
 
 def _lane_of(agent: Agent, items: list[Any], lanes: int) -> int:

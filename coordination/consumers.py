@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,7 +25,7 @@ from django.contrib.auth.models import User
 from coordination import connections, events, limits, outbox
 from coordination.events import DASHBOARD, agent_group, coordination_group
 from coordination.ingest import INTERNAL_ERROR
-from coordination.intake import frames_of, take_in
+from coordination.intake import Chunk, frames_of, queued, take_in
 from coordination.listing import ListQuery
 from coordination.live import (
     CoordinationPage,
@@ -37,6 +36,8 @@ from coordination.live import (
     parse_shown,
 )
 from coordination.models import Agent, Coordination, Escalation
+from coordination.owing import owing
+from coordination.readahead import ReadAhead
 from coordination.schemas import FrameError, Outcome, error_frame, parse_message
 from coordination.sharing import rendered, tick
 from coordination.timeline import Filter
@@ -121,6 +122,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             return
         self.session_id = uuid.uuid4().hex
         self.strikes = 0
+        self.ahead = ReadAhead()
         self.sent: set[int] = set()  # deliveries pushed on this connection
         async with events.acollecting():
             self.connection = await database_sync_to_async(connections.opened)(
@@ -151,6 +153,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             return
         for task in self.tasks:
             task.cancel()
+        self.ahead.cancel()
         unwatch(self.watched)
         await _joined(self, agent_group(self.agent.pk), join=False)
         async with events.acollecting():
@@ -160,34 +163,66 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         if self.agent is None or self.closing:
             return
         try:
-            await self._receive(text_data, bytes_data)
+            items = self._items(text_data, bytes_data)
+            if isinstance(items, list) and self._plain(items):
+                # Read ahead (coordination.readahead): queued now, answered in order.
+                self.ahead.then(
+                    partial(self._answer, items, queued(self.agent, items, self.session_id))
+                )
+                await self.ahead.room()
+                return
+            await self.ahead.drained()
+            if isinstance(items, dict):
+                await self.send_frame(items)  # the message's error
+            else:
+                await self._receive(items)
         except Exception:
-            # A bug or a fault of ours: logged once, answered, and the socket stays usable.
-            log.exception("agent socket of %s failed on a message", self.agent.name)
+            self._failed()
             await self.send_frame(error_frame(*INTERNAL_ERROR))
 
-    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
+    def _failed(self) -> None:
+        # A bug or a fault of ours: logged once, answered, and the socket stays usable.
+        assert self.agent is not None
+        log.exception("agent socket of %s failed on a message", self.agent.name)
+
+    def _items(self, text_data: str | None, bytes_data: bytes | None) -> list[Any] | dict[str, Any]:
+        """The message's frames, or the error frame that answers it."""
         assert self.agent is not None
         raw = text_data if text_data is not None else bytes_data or b""
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
         if size > settings.LTP_MAX_FRAME_BYTES:
-            await self.send_frame(
-                error_frame(
-                    "frame_too_large",
-                    f"A message may be at most {settings.LTP_MAX_FRAME_BYTES} bytes; "
-                    f"this one was {size}. Nothing was stored.",
-                )
+            return error_frame(
+                "frame_too_large",
+                f"A message may be at most {settings.LTP_MAX_FRAME_BYTES} bytes; "
+                f"this one was {size}. Nothing was stored.",
             )
-            return
         try:
             data = parse_message(raw)
         except FrameError as exc:
-            await self.send_frame(error_frame(exc.code, exc.message))
-            return
+            return error_frame(exc.code, exc.message)
         items = frames_of(self.agent, data) if data != {} else []
-        if not items:
-            await self.send_frame(error_frame("empty_message", "The message holds no frame."))
-            return
+        return items or error_frame("empty_message", "The message holds no frame.")
+
+    def _plain(self, items: list[Any]) -> bool:
+        """One chunk, no hello (its replay follows its ack), the agent not being refused."""
+        return (
+            len(items) <= limits.CHUNK
+            and self.strikes == 0
+            and not any(isinstance(i, dict) and i.get("type") == "hello" for i in items)
+        )
+
+    async def _answer(self, items: list[Any], stored: Callable[[], Awaitable[Chunk]]) -> None:
+        try:
+            chunk = await stored()
+            for reply in chunk.replies:
+                await self.send_frame(reply)
+            await self._struck(chunk.rate_limited == len(items))
+        except Exception:
+            self._failed()
+            await self.send_frame(error_frame(*INTERNAL_ERROR))
+
+    async def _receive(self, items: list[Any]) -> None:
+        assert self.agent is not None
         hello: Outcome | None = None
         refused = 0
         async for chunk in take_in(self.agent, items, self.session_id):
@@ -265,7 +300,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.OUTBOX_CHECK_SECONDS)
             try:
-                if self.agent.pk not in await _owing().agents():
+                if self.agent.pk not in await owing().agents():
                     continue
                 owed = await database_sync_to_async(outbox.owed)(self.agent, self.sent)
             except Exception:  # the database away: look again at the next check
@@ -277,39 +312,6 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=_dumps(frame))
-
-
-class _Owing:
-    """Which agents are owed anything, read once for all the agent sockets of this process
-    (one query per check, not one per socket: 1,000 idle sockets asked 500 times a second).
-    A reading that started less than half a check ago serves every socket that asks, so a
-    frame owed is found within one and a half checks."""
-
-    def __init__(self) -> None:
-        self.read_at = -math.inf
-        self.owed: set[int] = set()
-        self.lock = asyncio.Lock()
-
-    async def agents(self) -> set[int]:
-        loop = asyncio.get_running_loop()
-        async with self.lock:
-            if loop.time() - self.read_at >= settings.OUTBOX_CHECK_SECONDS / 2:
-                started = loop.time()
-                self.owed = await database_sync_to_async(outbox.agents_owed)()
-                self.read_at = started
-        return self.owed
-
-
-_owings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Owing] = weakref.WeakKeyDictionary()
-
-
-def _owing() -> _Owing:
-    """The running event loop's reading (tests run several loops in one process)."""
-    loop = asyncio.get_running_loop()
-    found = _owings.get(loop)
-    if found is None:
-        found = _owings[loop] = _Owing()
-    return found
 
 
 def _dumps(frame: dict[str, Any]) -> str:

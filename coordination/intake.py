@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,30 +54,53 @@ async def take_in(
     `in_request`: called from an async view, where Django's request cycle manages database
     connections (channels' `database_sync_to_async` would close them under it)."""
     for start in range(0, len(items), limits.CHUNK):
-        part = items[start : start + limits.CHUNK]
-        admitted = limits.admit(agent.pk, len(part))
-        chunk = Chunk()
-        if admitted:
-            chunk.outcomes = await _ingest(agent, part[:admitted], session_id, in_request)
-            chunk.replies = [outcome.to_frame() for outcome in chunk.outcomes]
-        for item in part[admitted:]:
-            chunk.rate_limited += 1
-            chunk.replies.append(error_frame(RATE_LIMITED, too_fast(), _id_of(item)))
-        yield chunk
+        yield await queued(agent, items[start : start + limits.CHUNK], session_id, in_request)()
         # Let other connections' messages in before the next chunk.
         await asyncio.sleep(0)
 
 
-async def _ingest(
-    agent: Agent, part: list[Any], session_id: str, in_request: bool
+def queued(
+    agent: Agent, part: list[Any], session_id: str, in_request: bool = False
+) -> Callable[[], Awaitable[Chunk]]:
+    """One chunk of frames, budgeted, and for a socket queued for storing now (a socket's
+    frames are stored in the order of the calls, with other sockets' frames: group commit,
+    coordination.batching); the function returned gives its Chunk once stored. Consumers
+    call it for a message of one chunk without waiting for the message before (read-ahead).
+    """
+    admitted = limits.admit(agent.pk, len(part))
+    taken = part[:admitted]
+    stored: Awaitable[list[Outcome]] | None = None
+    if taken:
+        stored = (
+            _alone(agent, taken, session_id)
+            if in_request
+            else batching.queue().submit(agent, taken, session_id)
+        )
+
+    async def chunk() -> Chunk:
+        done = Chunk()
+        if stored is not None:
+            done.outcomes = await _answered(agent, taken, stored)
+            done.replies = [outcome.to_frame() for outcome in done.outcomes]
+        for item in part[admitted:]:
+            done.rate_limited += 1
+            done.replies.append(error_frame(RATE_LIMITED, too_fast(), _id_of(item)))
+        return done
+
+    return chunk
+
+
+async def _alone(agent: Agent, part: list[Any], session_id: str) -> list[Outcome]:
+    async with events.acollecting():
+        outcomes: list[Outcome] = await sync_to_async(ingest)(agent, part, session_id)
+        return outcomes
+
+
+async def _answered(
+    agent: Agent, part: list[Any], stored: Awaitable[list[Outcome]]
 ) -> list[Outcome]:
     try:
-        if not in_request:
-            # Sockets: group commit with the other sockets of this process (batching).
-            return await batching.queue().ingest(agent, part, session_id)
-        async with events.acollecting():
-            outcomes: list[Outcome] = await sync_to_async(ingest)(agent, part, session_id)
-            return outcomes
+        return await stored
     except Exception:
         # ingest answers every frame itself, faults included; this is a fault around it
         # (the database thread itself). Logged once, answered per frame.

@@ -36,8 +36,8 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -206,7 +206,9 @@ def expand(data: Any, sender: str, now_ms: int | None = None) -> list[Any]:
 
 
 def new_id(prefix: str = "srv") -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    # 128 random bits as 32 hex digits, as uuid4().hex gave, at a fraction of its cost (one
+    # per ack sent).
+    return f"{prefix}-{os.urandom(16).hex()}"
 
 
 # --- lenient payload views ---------------------------------------------------------------------

@@ -252,6 +252,9 @@ def _append_and_apply(
         agent.last_ts_ms = ts_ms
 
     key = resolve_coordination_key(agent, envelope, view)
+    if key is None and batch is not None:  # not a chain entry: stored as any other frame
+        batch.settle()
+        batch = None
     ts = datetime.fromtimestamp(ts_ms / 1000, tz=UTC) if ts_ms is not None else None
     if key is None:
         stored = Frame.objects.create(
@@ -281,12 +284,13 @@ def _append_and_apply(
             orientation_id=_seen(coordination).orientation_frame,
             text=text,
             write_head=batch is None,
+            insert=batch.insert if batch else prepared.insert,
         )
         if batch:
             batch.owe_head(coordination)
         events.coordination_changed(coordination.pk, stored.seq)
 
-    _apply(agent, stored, envelope, view)
+    _apply(agent, stored, envelope, view, batch)
     if batch is None and agent_values(agent) != loaded:
         prepared.update(agent, AGENT_FIELDS)
     saw_agent(agent)
@@ -371,7 +375,9 @@ def _request_answered(agent: Agent, in_reply_to: str) -> RouteRequest | None:
 # --- effects ---------------------------------------------------------------------------------
 
 
-def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | None) -> None:
+def _apply(
+    agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | None, batch: Batch | None
+) -> None:
     in_reply_to = envelope.payload.get("in_reply_to")
     if isinstance(in_reply_to, str):
         # Any frame carrying in_reply_to acknowledges what it answers (PROTOCOL §4).
@@ -387,7 +393,7 @@ def _apply(agent: Agent, stored: Frame, envelope: Envelope, view: PayloadView | 
     if isinstance(view, HelloView | OrientationView):
         agent.current_coordination = coordination
     if isinstance(view, OrientationView):
-        _orientation(agent, coordination, stored, view)
+        _orientation(agent, coordination, stored, view, batch)
     elif isinstance(view, RouteRequestView):
         action = decisions.requested_action(agent, view)
         request = RouteRequest.objects.create(
@@ -418,7 +424,11 @@ def _snapshot(coordination: Coordination, stored: Frame, view: FocusSnapshotView
 
 
 def _orientation(
-    agent: Agent, coordination: Coordination, stored: Frame, view: OrientationView
+    agent: Agent,
+    coordination: Coordination,
+    stored: Frame,
+    view: OrientationView,
+    batch: Batch | None,
 ) -> None:
     fields = {
         "frame": stored,
@@ -431,10 +441,12 @@ def _orientation(
     }
     # One UPDATE of the row read with the coordination's lock in the usual case; the agent's
     # row lock makes the create branch race-free.
-    known, batch = _seen(coordination), _batched.get()
-    stored.orientation = stored  # the orientation in force for this frame is the one it declares
+    known = _seen(coordination)
+    # The orientation in force for this frame is the one it declares (a batch inserts the
+    # frame later, so: as it is inserted).
+    stored.orientation = stored
     if batch and known.orientation_pk is not None:
-        batch.owe_orientation(known.orientation_pk, fields, stored)
+        batch.owe_orientation(known.orientation_pk, fields)
     else:
         if known.orientation_pk is None or not prepared.update_row(
             Orientation, known.orientation_pk, fields
@@ -443,7 +455,8 @@ def _orientation(
                 coordination=coordination, agent=agent, **fields
             )
             known.orientation_pk = orientation.pk
-        prepared.update(stored, ["orientation"])
+        if batch is None:
+            prepared.update(stored, ["orientation"])
     known.orientation_frame = stored.pk
 
 

@@ -3,17 +3,20 @@ and the writes it owes them until the batch ends.
 
 In a batch's transaction a row that one frame locked (its agent, its coordination) stays
 locked until the COMMIT, so the next frame of the same agent or coordination takes it from
-here instead of reading it again; and the writes every orientation frame makes to those rows
+here instead of reading it again; the writes every orientation frame makes to those rows
 (the chain's head, the agent's last ts, the orientation in force) are made once, for the last
-frame, when the batch ends:
+frame, when the batch ends; and the frames themselves are inserted together then, with primary
+keys given as they are appended (so what refers to them can be written before them):
 
     1. lock     `agent(pk)` / `coordination(key, agent)`: read with the lock the first time,
                 then the batch's own copy (what the batch wrote is in it, in memory)
-    2. owe      the frame path notes the rows it changed (`owe_*`) instead of writing them
+    2. owe      the frame path notes the rows it changed (`owe_*`, `insert`) instead of
+                writing them
     3. settle   before a frame whose effects read those rows from the database (anything but
-                an orientation or an unknown type), and before the COMMIT: the owed writes
-                go out, one per row, and the batch forgets its copies (the next frame locks
-                again, and reads what that frame's effects wrote)
+                an orientation or an unknown type in a coordination), and before the COMMIT:
+                the frames go out in one statement, the other owed writes one per row, and
+                the batch forgets its copies (the next frame locks again, and reads what that
+                frame's effects wrote)
 
 Nothing here outlives the transaction: a batch that is rolled back (ingest's redo) takes its
 copies and owed writes with it, and a single frame never uses this.
@@ -21,14 +24,12 @@ copies and owed writes with it, and a single frame never uses this.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from coordination.models import Agent, Coordination, Frame, Orientation, prepared
 from coordination.statements import Seen, locked_agent, locked_coordination
-
-# Frames pointed at themselves per statement (one compiled statement per size up to this).
-_SELF_CHUNK = 64
 
 # The agent's fields a frame may change (ingest compares them with what the lock read).
 AGENT_FIELDS = ("last_ts_ms", "current_coordination", "role", "capabilities")
@@ -49,7 +50,8 @@ class Batch:
     seen: dict[tuple[int, int], Seen] = field(default_factory=dict)
     heads: dict[int, Coordination] = field(default_factory=dict)
     orientations: dict[int, dict[str, Any]] = field(default_factory=dict)
-    oriented: list[int] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    keys: Iterator[int] | None = None
 
     def agent(self, pk: int) -> Agent:
         """The agent's row, locked (FOR NO KEY UPDATE) by the first frame that asks."""
@@ -79,20 +81,27 @@ class Batch:
     def owe_head(self, coordination: Coordination) -> None:
         self.heads[coordination.pk] = coordination
 
-    def owe_orientation(self, orientation_pk: int, values: dict[str, Any], frame: Frame) -> None:
-        """The orientation row's new values, and the frame whose orientation is itself."""
+    def owe_orientation(self, orientation_pk: int, values: dict[str, Any]) -> None:
+        """The orientation row's new values."""
         self.orientations[orientation_pk] = values
-        self.oriented.append(frame.pk)
+
+    def insert(self, frame: Frame) -> None:
+        """Owe `frame`'s INSERT; its primary key is given now, so rows written before the
+        INSERT may name it (the foreign keys are checked at COMMIT)."""
+        if self.keys is None:
+            self.keys = prepared.keys(Frame)
+        frame.pk = next(self.keys)
+        self.frames.append(frame)
 
     def settle(self) -> None:
-        """Write what is owed, one statement per row, and forget the copies."""
+        """Write what is owed, one statement per row (the frames: one for all), and forget the
+        copies."""
+        prepared.insert_many(self.frames)
         for coordination in self.heads.values():
             prepared.update(coordination, ["head_seq", "head_hash", "last_activity"])
         for pk, values in self.orientations.items():
             if not prepared.update_row(Orientation, pk, values):
                 raise Stale(f"orientation {pk}")
-        for start in range(0, len(self.oriented), _SELF_CHUNK):
-            prepared.point_at_self(Frame, "orientation", self.oriented[start : start + _SELF_CHUNK])
         for agent, loaded in self.agents.values():
             if agent_values(agent) != loaded:
                 prepared.update(agent, AGENT_FIELDS)
@@ -101,4 +110,5 @@ class Batch:
         self.seen.clear()
         self.heads.clear()
         self.orientations.clear()
-        self.oriented.clear()
+        self.frames.clear()
+        self.keys = None  # SQLite's are valid only until something else inserts

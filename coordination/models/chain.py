@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,13 +103,14 @@ class Coordination(models.Model):
         orientation_id: int | None = None,
         text: str | None = None,
         write_head: bool = True,
+        insert: Callable[[Frame], None] = prepared.insert,
     ) -> Frame:
         """Add `frame` to the end of this coordination's hash chain (PROTOCOL §6).
 
         The caller holds the row lock (`Coordination.lock`) inside a transaction. A duplicate
         (sender, id) raises IntegrityError before the head moves, and the caller's
-        transaction rolls back whole. `write_head=False`: the head moves in memory only, and
-        the caller writes it before the transaction ends (a batch writes it once).
+        transaction rolls back whole. A batch (coordination.pending) writes the head itself
+        (`write_head=False`: it moves in memory only) and inserts the frame later (`insert`).
         """
         text = text if text is not None else canonical(frame)
         now = timezone.now()
@@ -133,7 +134,7 @@ class Coordination(models.Model):
             orientation_id=orientation_id,
         )
         # Prepared statements (models.prepared): this runs for every frame.
-        prepared.insert(stored)
+        insert(stored)
         stored.__dict__["_data"] = frame
         self.head_seq, self.head_hash, self.last_activity = seq, digest, now
         if write_head:

@@ -18,8 +18,9 @@ none to these models) and no validation runs (the frame path validates before st
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
@@ -135,12 +136,67 @@ def insert(obj: Model, using: str = "default") -> None:
     obj._state.adding, obj._state.db = False, using
 
 
-def _compile_insert(model: type[Model], connection: Any) -> _Write:
+def insert_many(objs: Sequence[Model], using: str = "default") -> None:
+    """INSERT new rows whose primary keys are already set (`keys`), in one executemany (one
+    round trip on PostgreSQL: psycopg pipelines it)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[using]
+    write = _cached(
+        ("insert-keyed", model), using, lambda: _compile_insert(model, connection, keyed=True)
+    )
+    rows = [
+        [to_db(read(obj)) for to_db, read in zip(write.to_db, write.read, strict=True)]
+        for obj in objs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(write.sql, rows)
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, using
+
+
+def keys(model: type[Model], using: str = "default") -> Iterator[int]:
+    """Primary keys for new rows of `model`, to be inserted with them (`insert_many`).
+
+    PostgreSQL: the table's own sequence, 64 at a time (never handed out twice). SQLite: one
+    past the largest key ever used (AUTOINCREMENT's rule), counted up in memory: valid only
+    while this transaction holds the write lock (IMMEDIATE) and until something else inserts
+    into the table in it."""
+    connection = connections[using]
     meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    assert meta.pk is not None
+    quote = connection.ops.quote_name
+    table, key = quote(meta.db_table), quote(meta.pk.column)
+    if connection.vendor == "postgresql":
+        return _from_sequence(connection, meta.db_table, meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MAX(n) FROM (SELECT seq AS n FROM sqlite_sequence WHERE name = %s "  # noqa: S608
+            f"UNION ALL SELECT MAX({key}) FROM {table})",
+            [meta.db_table],
+        )
+        (last,) = cursor.fetchone()
+    return itertools.count((last or 0) + 1)
+
+
+def _from_sequence(connection: Any, table: str, column: str) -> Iterator[int]:
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, 64)",
+                [table, column],
+            )
+            block = [row[0] for row in cursor.fetchall()]
+        yield from block
+
+
+def _compile_insert(model: type[Model], connection: Any, keyed: bool = False) -> _Write:
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if keyed or not f.primary_key]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
-    returning, _ = connection.ops.return_insert_columns([meta.pk])
+    returning = "" if keyed else connection.ops.return_insert_columns([meta.pk])[0]
     marks = ", ".join(["%s"] * len(fields))
     # Names from the model's own metadata, quoted; every value is a bound parameter.
     table = quote(meta.db_table)
@@ -171,30 +227,6 @@ def update_row(model: type[Model], pk: Any, values: dict[str, Any], using: str =
     with connection.cursor() as cursor:
         cursor.execute(write.sql, [*params, pk])
         return int(cursor.rowcount)
-
-
-def point_at_self(model: type[Model], name: str, pks: Sequence[int], using: str = "default") -> int:
-    """UPDATE the rows `pks` of `model` so that their foreign key `name` names the row
-    itself (a frame that is its own orientation in force). One statement per batch size."""
-    connection = connections[using]
-    sql = _cached(
-        ("self", model, name, len(pks)),
-        using,
-        lambda: _compile_point_at_self(model, name, len(pks), connection),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(pks))
-        return int(cursor.rowcount)
-
-
-def _compile_point_at_self(model: type[Model], name: str, count: int, connection: Any) -> str:
-    meta = model._meta
-    field = meta.get_field(name)
-    assert isinstance(field, Field) and meta.pk is not None
-    quote = connection.ops.quote_name
-    table, key, column = quote(meta.db_table), quote(meta.pk.column), quote(field.column)
-    marks = ", ".join(["%s"] * count)
-    return f"UPDATE {table} SET {column} = {key} WHERE {key} IN ({marks})"  # noqa: S608
 
 
 def _compile_update(model: type[Model], names: tuple[str, ...], connection: Any) -> _Write:

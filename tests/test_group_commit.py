@@ -8,15 +8,24 @@ The database faults are real: a trigger makes the database refuse one frame's in
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from coordination.ingest import Work, ingest, ingest_batch
-from coordination.models import Agent, Coordination, Frame, Orientation
+from coordination.models import Agent, Coordination, Frame, Orientation, Presence
 from coordination.trace import verify_trace
-from tests.factories import FLEET, agent_client, frame, start_daphne, stop_daphne
+from tests.factories import (
+    FLEET,
+    agent_client,
+    frame,
+    live_connection,
+    start_daphne,
+    stop_daphne,
+)
 
 POISON = {
     "sqlite": [
@@ -256,3 +265,37 @@ def test_a_mixed_batch_leaves_what_the_same_frames_leave_one_by_one():
             other.last_ts_ms,
             other.current_coordination.key,
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_silent_agent_speaking_again_in_a_batch_gets_its_presence_frame_in_the_chain():
+    # Its presence change appends a frame to the coordination the batch holds: the two
+    # collide on the chain's (coordination, seq), and the batch is stored frame by frame.
+    quiet, other = fleet(2)
+    ingest(quiet, [orientation("q-0", "room")])
+    ingest(other, [orientation("o-0", "room")])
+    live_connection(quiet)  # connected, silent: a frame brings it back online
+    Agent.objects.filter(pk=quiet.pk).update(
+        presence=Presence.SILENT, last_seen=timezone.now() - timedelta(minutes=5)
+    )
+    quiet.refresh_from_db()
+    results = ingest_batch(
+        [
+            Work(other, [orientation("o-1", "room")], "s"),
+            Work(quiet, [orientation("q-1", "room")], "s"),
+            Work(other, [orientation("o-2", "room")], "s"),
+        ]
+    )
+    assert [o.error for r in results for o in r if o.error] == []
+    chain = chain_of("room")
+    assert [seq for seq, _ in chain] == list(range(len(chain)))
+    assert [ltp_id for _, ltp_id in chain if not ltp_id.startswith("ltpdash")] == [
+        "q-0",
+        "o-0",
+        "o-1",
+        "q-1",
+        "o-2",
+    ]
+    assert Frame.objects.filter(coordination__key="room", type="presence").count() == 1
+    assert verify_trace(Coordination.objects.get(key="room").trace_lines()).ok
+    assert Agent.objects.get(pk=quiet.pk).presence == Presence.ONLINE

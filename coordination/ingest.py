@@ -178,8 +178,11 @@ def _store(
     agent: Agent, envelope: Envelope, frame: dict[str, Any], text: str, session_id: str
 ) -> Outcome:
     try:
-        with transaction.atomic(savepoint=not _batched.get()):
+        if _batched.get():  # the batch's transaction: any fault rolls it back whole
             stored = _append_and_apply(agent, envelope, frame, text, session_id)
+        else:
+            with transaction.atomic():
+                stored = _append_and_apply(agent, envelope, frame, text, session_id)
     except (FrameError, DatabaseError) as exc:
         if _batched.get():
             raise _Redo from exc
@@ -391,7 +394,7 @@ def _apply(
     if coordination is None or view is None:
         return
     if isinstance(view, HelloView | OrientationView):
-        agent.current_coordination = coordination
+        prepared.attach(agent, "current_coordination", coordination)
     if isinstance(view, OrientationView):
         _orientation(agent, coordination, stored, view, batch)
     elif isinstance(view, RouteRequestView):
@@ -444,7 +447,7 @@ def _orientation(
     known = _seen(coordination)
     # The orientation in force for this frame is the one it declares (a batch inserts the
     # frame later, so: as it is inserted).
-    stored.orientation = stored
+    prepared.attach(stored, "orientation", stored)
     if batch and known.orientation_pk is not None:
         batch.owe_orientation(known.orientation_pk, fields)
     else:

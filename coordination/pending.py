@@ -21,8 +21,9 @@ keys given as they are appended (so what refers to them can be written before th
 What else writes those rows in the batch's transaction (a silent agent's presence change
 appends a frame to its coordination) collides with what is owed on the chain's unique
 (coordination, seq) or the frame's primary key at the latest when the batch settles, and the
-batch is stored again frame by frame. Nothing here outlives the transaction: a batch that is rolled back (ingest's redo) takes its
-copies and owed writes with it, and a single frame never uses this.
+batch is stored again frame by frame. Nothing here outlives the transaction: a batch that is
+rolled back (ingest's redo) takes its copies and owed writes with it, and a single frame never
+uses this.
 """
 
 from __future__ import annotations

@@ -117,13 +117,11 @@ class Coordination(models.Model):
         seq = self.head_seq + 1
         digest = chain_hash_text(self.head_hash, text)
         stored = Frame(
-            coordination=self,
             seq=seq,
             prev_hash=self.head_hash,
             hash=digest,
             ltp_id=frame["id"],
             sender=sender,
-            agent=agent,
             type=frame["type"],
             direction=direction,
             raw=text,
@@ -133,6 +131,8 @@ class Coordination(models.Model):
             warnings=warnings or [],
             orientation_id=orientation_id,
         )
+        prepared.attach(stored, "coordination", self)
+        prepared.attach(stored, "agent", agent)
         # Prepared statements (models.prepared): this runs for every frame.
         insert(stored)
         stored.__dict__["_data"] = frame

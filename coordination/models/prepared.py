@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import DateField, DateTimeField, Field, Model, QuerySet
+from django.db.models import DateField, DateTimeField, Field, ForeignKey, Model, QuerySet
 
 M = TypeVar("M", bound=Model)
 
@@ -134,6 +134,15 @@ def insert(obj: Model, using: str = "default") -> None:
         (pk,) = cursor.fetchone()
     obj.pk = pk
     obj._state.adding, obj._state.db = False, using
+
+
+def attach(obj: Model, name: str, related: Model | None) -> None:
+    """`obj.<name> = related` for a foreign key, without the descriptor's checks (the frame path
+    sets its own rows' keys, several times a frame): the key, and the object cached for it."""
+    field = type(obj)._meta.get_field(name)
+    assert isinstance(field, ForeignKey)
+    setattr(obj, field.attname, None if related is None else related.pk)
+    field.set_cached_value(obj, related)
 
 
 def insert_many(objs: Sequence[Model], using: str = "default") -> None:

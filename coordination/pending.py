@@ -98,17 +98,34 @@ class Batch:
         self.frames.append(frame)
 
     def settle(self) -> None:
-        """Write what is owed, one statement per row (the frames: one for all), and forget the
-        copies."""
+        """Write what is owed, one statement per table (executemany: one round trip each on
+        PostgreSQL), and forget the copies."""
         prepared.insert_many(self.frames)
-        for coordination in self.heads.values():
-            prepared.update(coordination, ["head_seq", "head_hash", "last_activity"])
-        for pk, values in self.orientations.items():
-            if not prepared.update_row(Orientation, pk, values):
-                raise Stale(f"orientation {pk}")
-        for agent, loaded in self.agents.values():
-            if agent_values(agent) != loaded:
-                prepared.update(agent, AGENT_FIELDS)
+        prepared.update_rows(
+            Coordination,
+            [
+                (
+                    c.pk,
+                    {
+                        "head_seq": c.head_seq,
+                        "head_hash": c.head_hash,
+                        "last_activity": c.last_activity,
+                    },
+                )
+                for c in self.heads.values()
+            ],
+        )
+        orientations = list(self.orientations.items())
+        if prepared.update_rows(Orientation, orientations) != len(orientations):
+            raise Stale("an orientation row is gone")
+        prepared.update_rows(
+            Agent,
+            [
+                (agent.pk, dict(zip(AGENT_FIELDS, agent_values(agent), strict=True)))
+                for agent, loaded in self.agents.values()
+                if agent_values(agent) != loaded
+            ],
+        )
         self.agents.clear()
         self.coordinations.clear()
         self.seen.clear()

@@ -238,6 +238,30 @@ def update_row(model: type[Model], pk: Any, values: dict[str, Any], using: str =
         return int(cursor.rowcount)
 
 
+def update_rows(
+    model: type[Model], rows: Sequence[tuple[Any, dict[str, Any]]], using: str = "default"
+) -> int:
+    """UPDATE several rows of `model` (primary key, values by field name or attname; the same
+    names in every row) in one executemany: one round trip on PostgreSQL. Returns the number
+    of rows changed."""
+    if not rows:
+        return 0
+    connection = connections[using]
+    names = tuple(rows[0][1])
+    write = _cached(
+        ("update", model, names), using, lambda: _compile_update(model, names, connection)
+    )
+    params = []
+    for pk, values in rows:
+        assert tuple(values) == names, "every row names the same fields"
+        params.append(
+            [*(to_db(v) for to_db, v in zip(write.to_db, values.values(), strict=True)), pk]
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(write.sql, params)
+        return int(cursor.rowcount)
+
+
 def _compile_update(model: type[Model], names: tuple[str, ...], connection: Any) -> _Write:
     meta = model._meta
     fields: list[Field[Any, Any]] = []

@@ -35,7 +35,7 @@ from django.conf import settings
 from coordination import events
 from coordination.ingest import Work, ingest_batch
 from coordination.models import Agent
-from coordination.schemas import Outcome
+from coordination.schemas import Outcome, named_coordination
 
 # Frames per transaction at most: bounds how long a batch holds the write lock (SQLite) and
 # how long the first frame of a batch waits for its ack (a full batch stores in ~30 ms on
@@ -130,16 +130,8 @@ def _lane_of(agent: Agent, items: list[Any], lanes: int) -> int:
     work; the row locks keep the chain right whichever lane stores a frame), else by agent."""
     if lanes == 1:
         return 0
-    first = items[0] if items and isinstance(items[0], dict) else {}
-    payload = first.get("payload")
-    key = first.get("coordination_id") or (
-        payload.get("coordination_id") if isinstance(payload, dict) else None
-    )
-    return (
-        zlib.crc32(key.encode("utf-8", "replace")) % lanes
-        if isinstance(key, str)
-        else (agent.pk % lanes)
-    )
+    key = named_coordination(items[0]) if items else None
+    return zlib.crc32(key.encode()) % lanes if key is not None else agent.pk % lanes
 
 
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = (

@@ -51,6 +51,7 @@ from coordination.schemas import (
     RouteRequestView,
     RouteResponseView,
     expand,
+    named_coordination,
     parse_envelope,
     read_payload,
 )
@@ -104,6 +105,10 @@ def ingest_batch(batch: list[Work]) -> list[list[Outcome]]:
     token = _batched.set(pending)
     try:
         with transaction.atomic():
+            pending.lock(
+                [work.agent.pk for work in batch],
+                [key for work in batch for key in map(named_coordination, work.items) if key],
+            )
             results = [ingest(work.agent, work.items, work.session_id) for work in batch]
             pending.settle()
             return results

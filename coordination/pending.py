@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordination.models import Agent, Coordination, Frame, Orientation, prepared
-from coordination.statements import Seen, locked_agent, locked_coordination
+from coordination.statements import (
+    Seen,
+    locked_agent,
+    locked_agents,
+    locked_coordination,
+    locked_coordinations,
+)
 
 # The agent's fields a frame may change (ingest compares them with what the lock read).
 AGENT_FIELDS = ("last_ts_ms", "current_coordination", "role", "capabilities")
@@ -56,6 +62,17 @@ class Batch:
     orientations: dict[int, dict[str, Any]] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)
     keys: Iterator[int] | None = None
+
+    def lock(self, agents: list[int], keys: list[str]) -> None:
+        """Lock the batch's agents, then the coordinations its frames name, each in one
+        statement and in primary-key order (batches running side by side take them in the
+        same order); a frame whose coordination is not among them locks it itself."""
+        agents = sorted(set(agents))
+        for locked in locked_agents(agents):
+            self.agents[locked.pk] = (locked, agent_values(locked))
+        found, seen = locked_coordinations(sorted(set(keys)), agents)
+        self.coordinations.update((c.key, c) for c in found)
+        self.seen.update(seen)
 
     def agent(self, pk: int) -> Agent:
         """The agent's row, locked (FOR NO KEY UPDATE) by the first frame that asks."""

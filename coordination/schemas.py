@@ -205,6 +205,20 @@ def expand(data: Any, sender: str, now_ms: int | None = None) -> list[Any]:
     return frames
 
 
+def named_coordination(item: Any) -> str | None:
+    """The coordination a frame names as sent (top level, else its payload), before any
+    validation: only a hint (group commit spreads and locks by it; ingest decides). None
+    for anything that could not be a stored key (not text, too long, control characters,
+    lone surrogates)."""
+    if not isinstance(item, dict):
+        return None
+    payload = item.get("payload")
+    key = item.get("coordination_id") or (
+        payload.get("coordination_id") if isinstance(payload, dict) else None
+    )
+    return key if isinstance(key, str) and len(key) <= 200 and key.isprintable() else None
+
+
 def new_id(prefix: str = "srv") -> str:
     # 128 random bits as 32 hex digits, as uuid4().hex gave, at a fraction of its cost (one
     # per ack sent).

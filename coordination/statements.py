@@ -97,3 +97,45 @@ def seen(coordination: Coordination) -> Seen | None:
     """What `locked_coordination` read with `coordination` (None for one locked otherwise)."""
     found = coordination.__dict__.get("_seen")
     return found if isinstance(found, Seen) else None
+
+
+def locked_agents(pks: list[int]) -> list[Agent]:
+    """Several agents' rows, locked in one statement, in primary-key order (the order every
+    batch locks them in)."""
+    return list(Agent.objects.select_for_update(no_key=True).filter(pk__in=pks).order_by("pk"))
+
+
+def locked_coordinations(
+    keys: list[str], agents: list[int]
+) -> tuple[list[Coordination], dict[tuple[int, int], Seen]]:
+    """The coordinations named `keys` that exist, locked in primary-key order, and what
+    `locked_coordination` would have read with each for each of `agents`: three statements
+    for a batch instead of one per coordination and agent."""
+    found: list[Coordination] = list(
+        Coordination.objects.select_for_update(no_key=True)
+        .filter(key__in=keys)
+        .annotate(imported=Exists(TraceImport.objects.filter(coordination=OuterRef("pk"))))
+        .order_by("pk")
+    )
+    ids = [c.pk for c in found]
+    if not ids:
+        return [], {}
+    participants = set(
+        Participant.objects.filter(coordination__in=ids, agent__in=agents).values_list(
+            "coordination_id", "agent_id"
+        )
+    )
+    orientations = {
+        (c, a): (pk, frame)
+        for c, a, pk, frame in Orientation.objects.filter(
+            coordination__in=ids, agent__in=agents
+        ).values_list("coordination_id", "agent_id", "pk", "frame_id")
+    }
+    seen = {}
+    for coordination in found:
+        imported = bool(coordination.__dict__.pop("imported"))
+        for agent in agents:
+            pair = (coordination.pk, agent)
+            orientation_pk, frame = orientations.get(pair, (None, None))
+            seen[pair] = Seen(imported, pair in participants, orientation_pk, frame)
+    return found, seen

@@ -141,8 +141,16 @@ _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = (
 
 def queue() -> GroupCommit:
     """The running event loop's queue (tests run several loops in one process)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0]() is loop:  # the usual case: one loop per process
+        return last[1]
     group = _queues.get(loop)
     if group is None:
         group = _queues[loop] = GroupCommit(settings.LTP_INGEST_LANES)
+    _last = (weakref.ref(loop), group)
     return group
+
+
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], GroupCommit] | None = None

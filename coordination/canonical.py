@@ -80,7 +80,13 @@ def parse_json(text: str | bytes) -> Any:
     Python accepts those constants by default; JavaScript does not, and a
     frame holding one could never be hashed the way the inspector does.
     """
-    return json.loads(text, parse_constant=_reject_constant)
+    if not isinstance(text, str):  # bytes: as json.loads reads them (UTF-8/16/32)
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    return _DECODER.decode(text)
+
+
+# One decoder for every call (json.loads builds one per call when given options).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _write(value: Any, out: Any) -> None:

@@ -86,7 +86,9 @@ def parse_message(raw: str | bytes) -> Any:
         raise FrameError(
             "malformed_json", "The message is not valid JSON. Nothing was stored."
         ) from None
-    if _depth(data) > MAX_DEPTH:
+    # Nesting needs an opening bracket per level: a message with few cannot be too deep.
+    brackets = raw.count("{") + raw.count("[") if isinstance(raw, str) else MAX_DEPTH + 1
+    if brackets > MAX_DEPTH and _depth(data) > MAX_DEPTH:
         raise FrameError("too_deep", _TOO_DEEP)
     return data
 

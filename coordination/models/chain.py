@@ -117,6 +117,8 @@ class Coordination(models.Model):
         seq = self.head_seq + 1
         digest = chain_hash_text(self.head_hash, text)
         stored = Frame(
+            coordination_id=self.pk,  # with the objects cached (attach), below
+            agent_id=agent.pk if agent is not None else None,
             seq=seq,
             prev_hash=self.head_hash,
             hash=digest,

@@ -118,11 +118,14 @@ class GroupCommit:
             store = database_sync_to_async(ingest_batch, thread_sensitive=False, executor=threads)
         self.lanes = [_Lane(store) for _ in range(lanes)]
 
+    def lane_of(self, agent: Agent, items: list[Any]) -> int:
+        """The lane these frames go to (one lane stores what it is given in order)."""
+        return _lane_of(agent, items, len(self.lanes))
+
     def submit(
         self, agent: Agent, items: list[Any], session_id: str
     ) -> asyncio.Future[list[Outcome]]:
-        lane = self.lanes[_lane_of(agent, items, len(self.lanes))]
-        return lane.submit(Work(agent, items, session_id))
+        return self.lanes[self.lane_of(agent, items)].submit(Work(agent, items, session_id))
 
 
 def _lane_of(agent: Agent, items: list[Any], lanes: int) -> int:

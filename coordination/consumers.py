@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from coordination import connections, events, limits, outbox
+from coordination import batching, connections, events, limits, outbox
 from coordination.events import DASHBOARD, agent_group, coordination_group
 from coordination.ingest import INTERNAL_ERROR
 from coordination.intake import Chunk, frames_of, queued, take_in
@@ -122,7 +122,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
             return
         self.session_id = uuid.uuid4().hex
         self.strikes = 0
-        self.ahead = ReadAhead()
+        self.ahead, self.lane = ReadAhead(), 0
         self.sent: set[int] = set()  # deliveries pushed on this connection
         async with events.acollecting():
             self.connection = await database_sync_to_async(connections.opened)(
@@ -165,12 +165,15 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         try:
             items = self._items(text_data, bytes_data)
             if isinstance(items, list) and self._plain(items):
-                # Read ahead (coordination.readahead): queued now, answered in order.
-                self.ahead.then(
-                    partial(self._answer, items, queued(self.agent, items, self.session_id))
-                )
-                await self.ahead.room()
-                return
+                # Read ahead (coordination.readahead): queued now, answered in order. Only
+                # behind frames queued in the same lane, which stores them in order.
+                lane = batching.queue().lane_of(self.agent, items)
+                if not self.ahead.owed or lane == self.lane:
+                    self.lane = lane
+                    stored = queued(self.agent, items, self.session_id)
+                    self.ahead.then(partial(self._answer, items, stored))
+                    await self.ahead.room()
+                    return
             await self.ahead.drained()
             if isinstance(items, dict):
                 await self.send_frame(items)  # the message's error

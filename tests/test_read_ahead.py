@@ -11,6 +11,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
+from coordination import batching
 from coordination.models import Frame
 from coordination.readahead import READ_AHEAD, ReadAhead
 from tests.factories import agent_connection, frame
@@ -89,3 +90,34 @@ async def test_a_socket_keeps_at_most_read_ahead_replies_owed():
     await asyncio.wait_for(waiting, 5)
     await asyncio.wait_for(ahead.drained(), 5)
     assert answered == list(range(READ_AHEAD))  # in the order they were owed
+
+
+@socket_test
+async def test_frames_for_different_lanes_wait_for_each_other(agents, settings):
+    # Two lanes (PostgreSQL's way; SQLite takes them in turn): a frame naming its
+    # coordination goes to that coordination's lane, one naming none to its agent's lane.
+    # The second frame names none: it belongs where the first one put the agent, so it must
+    # not be stored before the first, though it is sent without waiting.
+    settings.LTP_INGEST_LANES = 2
+    first = json.loads(orientation("named"))
+    first["coordination_id"] = "lane-d"  # lane 0
+    second = frame("unnamed", "orientation", {"intent": "still watching"}, coordination_id=None)
+    lanes = [batching._lane_of(agents.triage, [f], 2) for f in (first, second)]
+    if lanes[0] == lanes[1]:
+        first["coordination_id"] = "lane-a"  # lane 1: the agent's pk chose lane 0
+    async with agent_connection(agents.triage_token) as socket:
+        await socket.send_json_to(first)
+        await socket.send_json_to(second)
+        replies = [await socket.receive_json_from(timeout=10) for _ in range(2)]
+    assert [r["payload"]["frame_id"] for r in replies] == ["named", "unnamed"]
+    keys = await sync_to_async(
+        lambda: list(
+            Frame.objects.filter(ltp_id__in=["named", "unnamed"])
+            .order_by("ltp_id")
+            .values_list("ltp_id", "coordination__key", "seq")
+        )
+    )()
+    assert keys == [
+        ("named", first["coordination_id"], 0),
+        ("unnamed", first["coordination_id"], 1),
+    ]

@@ -99,16 +99,15 @@ def ingest_batch(batch: list[Work]) -> list[list[Outcome]]:
     its own transaction as when it comes alone: the outcomes are then exactly those. Nothing
     of a batch is answered before its COMMIT: the caller sends the outcomes after this returns.
     """
-    if len(batch) == 1 and len(batch[0].items) == 1:
-        return [ingest(batch[0].agent, batch[0].items, batch[0].session_id)]
     pending = Batch()
     token = _batched.set(pending)
     try:
         with transaction.atomic():
-            pending.lock(
-                [work.agent.pk for work in batch],
-                [key for work in batch for key in map(named_coordination, work.items) if key],
-            )
+            if len(batch) > 1 or len(batch[0].items) > 1:  # a lone frame locks what it uses
+                pending.lock(
+                    [work.agent.pk for work in batch],
+                    [key for work in batch for key in map(named_coordination, work.items) if key],
+                )
             results = [ingest(work.agent, work.items, work.session_id) for work in batch]
             pending.settle()
             return results

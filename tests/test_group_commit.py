@@ -132,6 +132,17 @@ def test_a_batch_takes_fewer_statements_than_the_same_frames_one_by_one():
     with CaptureQueriesContext(connection) as alone:
         for agent in agents:
             ingest(agent, [orientation(f"{agent.name}-2", f"room-{agent.name}")])
+    # A socket's lone frame (nothing else waiting): a batch of one.
+    with CaptureQueriesContext(connection) as lone:
+        ingest_batch(
+            [
+                Work(
+                    agents[0],
+                    [orientation(f"{agents[0].name}-lone", f"room-{agents[0].name}")],
+                    "s",
+                )
+            ]
+        )
     # Four frames from each agent: its rows are locked and written once for the four.
     with CaptureQueriesContext(connection) as fours:
         ingest_batch(
@@ -147,7 +158,7 @@ def test_a_batch_takes_fewer_statements_than_the_same_frames_one_by_one():
     assert len([q for q in batched if q["sql"].upper().startswith("COMMIT")]) <= 1
     print(
         f"statements per orientation frame: {len(alone) / len(agents):.1f} alone "
-        f"({len(transactions)} BEGIN/COMMIT for {len(agents)}), "
+        f"({len(transactions)} BEGIN/COMMIT for {len(agents)}), {len(lone)} a socket's lone frame, "
         f"{len(batched) / len(agents):.1f} in a batch of {len(agents)} agents x 1, "
         f"{len(fours) / (4 * len(agents)):.1f} in a batch of {len(agents)} agents x 4"
     )

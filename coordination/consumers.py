@@ -181,6 +181,7 @@ class AgentConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
                 await self._receive(items)
         except Exception:
             self._failed()
+            await self.ahead.drained()  # after the replies owed before it
             await self.send_frame(error_frame(*INTERNAL_ERROR))
 
     def _failed(self) -> None:

@@ -1,13 +1,17 @@
 """Group commit: what the agent sockets of one process send is stored one transaction per batch.
 
-While a batch is in the database thread, frames arriving from other sockets wait; as soon as
-it has committed, everything that waited goes in as the next batch, in one transaction and one
-hop to the thread. Under load the batches grow by themselves; a lone frame (nothing running,
-nothing waiting) starts its batch at once, so there is no timer on the lone agent's path.
+While a batch is in the database thread, frames arriving from the sockets wait (an agent's
+socket reads ahead, so its frames in flight wait together: coordination.readahead); as soon
+as it has committed, everything that waited goes in as the next batch, in one transaction
+and one hop to the thread. Under load the batches grow by themselves; a lone frame (nothing
+running, nothing waiting) starts its batch at once, so there is no timer on the lone agent's
+path.
 
-    1. wait      a socket's frames join the process's queue (at most MAX_BATCH per batch)
-    2. store     ingest.ingest_batch: one transaction, one savepoint per frame (a refused
-                 frame rolls back alone), the chain heads and locks taken once per batch
+    1. wait      a socket's frames join its lane's queue (at most MAX_BATCH per batch)
+    2. store     ingest.ingest_batch: one transaction, optimistic (no savepoint, no duplicate
+                 check per frame); the batch's agents and coordinations locked once, the
+                 frames inserted together, heads, orientations and agents written once
+                 (coordination.pending); anything but plain success runs it frame by frame
     3. answer    only after COMMIT: every frame's outcome goes back to its socket, and the
                  batch's events are published (coordination.events)
 

@@ -374,6 +374,19 @@
     }
   });
 
+  // A live copy of a card is swapped in at once but bound by htmx only when it settles (a few
+  // ms later): a decision submitted in between would leave the page as a plain form post.
+  // Bind it now and let htmx send it, as for any other card.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.matches || !form.matches("form[hx-post]") || !window.htmx) return;
+    event.preventDefault();
+    var values = {};
+    var submitter = event.submitter;
+    if (submitter && submitter.name) values[submitter.name] = submitter.value;  // which verdict
+    htmx.ajax("POST", form.getAttribute("hx-post"), { source: form, values: values });
+  });
+
   document.addEventListener("click", function (event) {
     if (!event.target.closest) return;
     if (event.target.closest(".help-open")) openHelp();

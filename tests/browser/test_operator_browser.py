@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from coordination.models import Coordination, Escalation
+from coordination.models import Coordination, Escalation, EscalationStatus
 from tests.browser.conftest import BrowserPage
 from tests.factories import post_frames_live
 from tests.seed import KEY
@@ -342,3 +342,26 @@ def test_axe_finds_no_serious_violation_on_any_console_page(
         for path in _pages(escalation):
             found[path] = _serious(ada.goto(path))
     assert {path: bad for path, bad in found.items() if bad} == {}
+
+
+def test_a_decision_on_a_card_htmx_has_not_bound_yet_still_swaps_in_place(
+    live, agents, operators, browser_page
+):
+    # A live copy of a card is bound by htmx only when it settles; replace the card's form by
+    # an unbound copy (as a live swap leaves it for a few ms) and decide on it: the decision
+    # goes through htmx all the same, with its verdict, and the page stays where it is.
+    escalation = escalate(live, agents, "esc-unbound")
+    browser_page.log_in("alice", "pw-alice")
+    page = browser_page.goto("/escalations/")
+    browser_page.wait_live()
+    page.evaluate(
+        "id => { const f = document.querySelector(`#escalation-${id} form.decide`);"
+        " f.outerHTML = f.outerHTML; }",
+        escalation.pk,
+    )
+    page.evaluate("() => { window.notReloaded = true; }")
+    page.locator(f"#escalation-{escalation.pk}").get_by_role("button", name="Approve").click()
+    expect(page.locator(f"#escalation-{escalation.pk}-state")).to_contain_text("Approved by alice")
+    assert page.evaluate("() => window.notReloaded === true")  # no plain form post
+    escalation.refresh_from_db()
+    assert escalation.status == EscalationStatus.APPROVED

@@ -26,6 +26,7 @@ transaction, so one frame's fault costs the others only time.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 import zlib
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from coordination import events
 from coordination.ingest import Work, ingest_batch
@@ -115,12 +117,30 @@ class GroupCommit:
     different lanes rarely wait for each other's row locks."""
 
     def __init__(self, lanes: int) -> None:
+        self.threads: ThreadPoolExecutor | None = None
         if lanes == 1:
             store = database_sync_to_async(ingest_batch)
         else:
-            threads = ThreadPoolExecutor(lanes, thread_name_prefix="ltpdash-ingest")
-            store = database_sync_to_async(ingest_batch, thread_sensitive=False, executor=threads)
+            self.threads = ThreadPoolExecutor(lanes, thread_name_prefix="ltpdash-ingest")
+            store = database_sync_to_async(
+                ingest_batch, thread_sensitive=False, executor=self.threads
+            )
         self.lanes = [_Lane(store) for _ in range(lanes)]
+
+    def close(self) -> None:
+        """Close the lanes' database connections, then their threads."""
+        if self.threads is None:
+            return
+        # Each thread takes one task: the barrier holds the first until the others started.
+        barrier = threading.Barrier(len(self.lanes))
+
+        def close() -> None:
+            connections.close_all()
+            barrier.wait(timeout=5)
+
+        for _ in self.lanes:
+            self.threads.submit(close)
+        self.threads.shutdown(wait=True)
 
     def lane_of(self, agent: Agent, items: list[Any]) -> int:
         """The lane these frames go to (one lane stores what it is given in order)."""
@@ -156,8 +176,21 @@ def queue() -> GroupCommit:
     group = _queues.get(loop)
     if group is None:
         group = _queues[loop] = GroupCommit(settings.LTP_INGEST_LANES)
+        if group.threads is not None:
+            _threaded.append(group)
     _last = (weakref.ref(loop), group)
     return group
 
 
 _last: tuple[weakref.ref[asyncio.AbstractEventLoop], GroupCommit] | None = None
+_threaded: list[GroupCommit] = []  # groups with lane threads, kept to be closed (stop_lanes)
+
+
+def stop_lanes() -> None:
+    """Close every lane thread's database connection, and the threads (a test, before its
+    database is dropped: PostgreSQL refuses to drop one still connected to)."""
+    global _last
+    _last = None
+    while _threaded:
+        _threaded.pop().close()
+    _queues.clear()

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from coordination.batching import stop_lanes
 from coordination.models import Agent, Connection
 from coordination.sharing import stop_rendering
 from tests.factories import FLEET, ROOT, eventually, manage, server_env, start_daphne, stop_daphne
@@ -31,8 +32,11 @@ def _one_ingest_lane_in_this_process(settings):
     """Sockets served in this process (channels' communicators) store their frames on Django's
     thread for sync code. Several lanes (PostgreSQL's default) run on pool threads that keep
     their database connections, which would hold the test database open at teardown; the real
-    daphne processes the end-to-end tests start keep the default and exercise the lanes."""
+    daphne processes the end-to-end tests start keep the default and exercise the lanes; a
+    test that asks for several has their threads and connections closed after it."""
     settings.LTP_INGEST_LANES = 1
+    yield
+    stop_lanes()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from django.test import Client
 from coordination.batching import stop_lanes
 from coordination.models import Agent, Connection
 from coordination.sharing import stop_rendering
+from tests.emptying import empty_by_deleting
 from tests.factories import FLEET, ROOT, eventually, manage, server_env, start_daphne, stop_daphne
 
 LTP = Path(__file__).resolve().parent / "fixtures" / "ltp"
@@ -116,9 +117,12 @@ def live(daphne_server, transactional_db):
     """The session's daphne with a database the test commits to (visible to daphne)."""
     yield daphne_server
     # Daphne records disconnects (presence frames) after the client has gone; flushing the
-    # database under it deadlocks on PostgreSQL. Wait until it has settled (or give up).
+    # database under it deadlocks on PostgreSQL. Wait until it has settled (or give up). Only
+    # its own rows: those a test made itself (factories.live_connection) never go, and waiting
+    # for them cost ten seconds each time.
+    its_rows = Connection.objects.filter(server__endswith=f":{daphne_server.process.pid}")
     with contextlib.suppress(AssertionError):
-        eventually(lambda: not Connection.objects.exists(), timeout=10)
+        eventually(lambda: not its_rows.exists(), timeout=10)
 
 
 # The simulated incident's agents get a short heartbeat timeout so that the silence shows
@@ -143,11 +147,16 @@ def server_and_sweeper(transactional_db, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup):
-    """pytest-django's, plus: async tests reach the ORM through asgiref's one sync thread,
-    whose connection outlives the test (CONN_MAX_AGE). Close it before the test database is
-    dropped, or PostgreSQL refuses to drop a database that is still in use."""
-    yield
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, plus: tests that committed are cleaned up after by deleting the rows
+    they left (tests/emptying.py), not by Django's slower flush of every table. And: async
+    tests reach the ORM through asgiref's one sync thread, whose connection outlives the test
+    (CONN_MAX_AGE). Close it before the test database is dropped, or PostgreSQL refuses to
+    drop a database that is still in use."""
+    with pytest.MonkeyPatch.context() as patch:
+        with django_db_blocker.unblock():
+            empty_by_deleting(patch)
+        yield
     from asgiref.sync import SyncToAsync
     from django.db import connections
 

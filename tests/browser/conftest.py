@@ -12,6 +12,9 @@ import os
 import threading
 
 import pytest
+from django.contrib.auth.models import User
+
+from tests.factories import session_cookie
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,6 +69,15 @@ class BrowserPage:
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url("**/coordinations/")
+
+    def log_in_as(self, username: str) -> None:
+        """Logged in as `username` without the form: the browser gets the session cookie of
+        a login made here, as the end-to-end tests' operators do (each form login costs a
+        password hash in daphne and two page loads; test_console_browser.py and
+        test_simulated_incident_browser.py log in through the form)."""
+        user = User.objects.get(username=username)
+        cookie = {"name": "sessionid", "value": session_cookie(user), "url": self.base}
+        self.context.add_cookies([cookie])
 
     def wait_live(self) -> None:
         """Until htmx's ws extension has opened the page's socket."""

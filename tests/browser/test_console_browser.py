@@ -80,7 +80,7 @@ def test_agent_supplied_html_and_script_render_as_text(live, operators, browser_
     # everything else an agent says can carry markup.
     _, token = Agent.create_with_token("xss-agent", role=XSS["script"], scope="xss-*")
     key = "xss-" + XSS["svg"]
-    browser_page.log_in("ada", "pw-ada")  # an admin sees every page, agents too
+    browser_page.log_in_as("ada")  # an admin sees every page, agents too
     inbox = browser_page.goto("/escalations/")
     browser_page.wait_live()
 

@@ -20,7 +20,7 @@ def test_the_live_copy_arriving_before_the_answer_keeps_the_answers_message_and_
     live, agents, operators, browser_page
 ):
     escalation = escalate(live, agents)
-    browser_page.log_in("alice", "pw-alice")
+    browser_page.log_in_as("alice")
     page = browser_page.goto("/escalations/")
     browser_page.wait_live()
     state = page.locator(f"#escalation-{escalation.pk}-state")
@@ -54,7 +54,7 @@ def test_a_live_copy_of_the_summary_keeps_the_raw_json_the_operator_opened(
     live, agents, operators, browser_page
 ):
     escalate(live, agents, snapshot={"state": "diagnosis pending"})
-    browser_page.log_in("alice", "pw-alice")
+    browser_page.log_in_as("alice")
     page = browser_page.goto(f"/coordinations/{KEY}/")
     browser_page.wait_live()
     summary = page.locator("#coordination-summary")

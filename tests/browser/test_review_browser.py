@@ -24,7 +24,7 @@ def incident(live, agents, operators):
 
 
 def test_clicking_a_mark_shows_its_step(incident, browser_page):
-    browser_page.log_in("vic", "pw-vic")
+    browser_page.log_in_as("vic")
     page = browser_page.goto(f"/coordinations/{KEY}/")
     page.get_by_role("link", name="Review", exact=True).click()
     page.wait_for_url(f"**{REVIEW}")
@@ -40,7 +40,7 @@ def test_clicking_a_mark_shows_its_step(incident, browser_page):
 
 
 def test_filters_and_search_survive_a_reload(incident, browser_page):
-    browser_page.log_in("vic", "pw-vic")
+    browser_page.log_in_as("vic")
     page = browser_page.goto(REVIEW)
     all_steps = page.locator("li.step").count()
 
@@ -70,7 +70,7 @@ def test_filters_and_search_survive_a_reload(incident, browser_page):
 def test_downloaded_report_opens_offline_with_the_picture_and_every_step(
     incident, browser_page, browser, tmp_path
 ):
-    browser_page.log_in("vic", "pw-vic")
+    browser_page.log_in_as("vic")
     page = browser_page.goto(REVIEW)
     steps = page.locator("li.step").count()
     with page.expect_download() as download:

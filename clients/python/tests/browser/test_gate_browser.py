@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 def test_an_approver_amends_the_arguments_in_the_browser(live, agents, operators, browser_page):
-    browser_page.log_in("alice", "pw-alice")
+    browser_page.log_in_as("alice")
     with transfer_waiting(live.agent_url, agents) as transfer:
         bank, call = transfer.bank, transfer.call
 

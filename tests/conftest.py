@@ -165,9 +165,37 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 # Property-based cases run this session, per transport (tests/test_properties.py).
 PROPERTY_CASES = {"socket": 0, "http": 0, "urls": 0}
+# Tests marked mode_independent that this pass deselected.
+DESELECTED_AS_MODE_INDEPENDENT: list[str] = []
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mode_independent` (pure functions: canonical JSON, the trace verifier,
+    conformance rules, the client's packaging) touch neither the database nor the channel
+    layer, so a pass on PostgreSQL or Redis would only repeat them: the embedded pass runs
+    them and the other deselects them (named in the summary). A marked test that asks for
+    the database is a mistake in the marking, and stops the run."""
+    from django.conf import settings
+
+    marked = [item for item in items if item.get_closest_marker("mode_independent")]
+    for item in marked:
+        uses = {"db", "transactional_db", "live", "daphne_server"} & set(item.fixturenames)
+        if uses or item.get_closest_marker("django_db"):
+            raise pytest.UsageError(f"{item.nodeid}: marked mode_independent, uses the database")
+    if not (settings.DATABASE_URL or settings.REDIS_URL) or not marked:
+        return
+    DESELECTED_AS_MODE_INDEPENDENT.extend(item.nodeid for item in marked)
+    config.hook.pytest_deselected(items=marked)
+    items[:] = [item for item in items if not item.get_closest_marker("mode_independent")]
 
 
 def pytest_terminal_summary(terminalreporter):
+    if DESELECTED_AS_MODE_INDEPENDENT:
+        files = sorted({nodeid.split("::")[0] for nodeid in DESELECTED_AS_MODE_INDEPENDENT})
+        terminalreporter.write_line(
+            f"mode-independent: {len(DESELECTED_AS_MODE_INDEPENDENT)} tests deselected in this "
+            f"pass (PostgreSQL/Redis); the embedded pass runs them: {', '.join(files)}"
+        )
     if any(PROPERTY_CASES.values()):
         terminalreporter.write_line(
             f"hypothesis: {sum(PROPERTY_CASES.values())} cases "

@@ -16,6 +16,8 @@ from coordination.canonical import (
     parse_json,
 )
 
+pytestmark = pytest.mark.mode_independent
+
 VECTORS = Path(__file__).parent / "fixtures" / "ltp" / "vectors" / "canonical-vectors.jsonl"
 # Split on "\n" only: the vectors hold a raw U+2028, which splitlines() breaks on.
 VECTOR_LINES = [line for line in VECTORS.read_text(encoding="utf-8").split("\n") if line]

@@ -7,6 +7,8 @@ import pytest
 
 from coordination.conformance import MAX_BODY_BYTES, verify_flow
 
+pytestmark = pytest.mark.mode_independent
+
 CONFORMANCE = Path(__file__).parent / "fixtures" / "ltp" / "fixtures" / "conformance"
 
 

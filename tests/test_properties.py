@@ -209,6 +209,7 @@ def test_http_answers_everything_with_2xx_or_4xx_and_stores_only_what_it_acknowl
     _check_stored_and_console("metrics-agent", acked, operators["vic"])
 
 
+@pytest.mark.mode_independent
 @given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40))
 @settings(max_examples=EXAMPLES, deadline=None, database=None)
 def test_any_coordination_id_has_one_opaque_path_segment_that_reads_back(key):

@@ -10,6 +10,8 @@ from django.core.management import call_command
 from coordination.canonical import GENESIS, canonical, chain_hash
 from coordination.trace import TraceVerdict, trace_entry_line, verify_trace
 
+pytestmark = pytest.mark.mode_independent
+
 LTP = Path(__file__).parent / "fixtures" / "ltp"
 INCIDENT = LTP / "vectors" / "incident-4821.audit.trace.jsonl"
 TAMPERED = LTP / "vectors" / "incident-4821.tampered.audit.trace.jsonl"

@@ -25,7 +25,11 @@ env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest "$@"
 echo "==> benchmark (quick; figures printed, not asserted)"
 env -u DATABASE_URL -u REDIS_URL .venv/bin/python scripts/bench.py --quick
 
+# Property examples generated per transport: 1000 on the embedded pass (the default), 300 on
+# this one unless LTPDASH_HYPOTHESIS_EXAMPLES is set; both passes also send one message of each
+# hostile class (tests/test_properties.py, HOSTILE), so each class meets each database.
 echo "==> tests on PostgreSQL + Redis"
 DATABASE_URL=${LTPDASH_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 REDIS_URL=${LTPDASH_TEST_REDIS_URL:-redis://127.0.0.1:6379/0} \
+LTPDASH_HYPOTHESIS_EXAMPLES=${LTPDASH_HYPOTHESIS_EXAMPLES:-300} \
     .venv/bin/pytest "$@"

@@ -71,8 +71,11 @@ def _password_hash(raw: str) -> str:
 @pytest.fixture
 def operators(db):
     """alice approves, vic only views, oscar is an outsider with no role; ada is an admin."""
-    from coordination.roles import grant  # the console's role helpers
+    from coordination.roles import ensure_roles  # the console's role helpers
 
+    # What roles.grant does for a new user (its role's group, the group's permissions),
+    # with the groups made once rather than once per grant.
+    groups = ensure_roles()
     users = {}
     for name, role in [
         ("alice", "approver"),
@@ -81,11 +84,9 @@ def operators(db):
         ("ada", "admin"),
         ("oscar", None),
     ]:
-        user = User.objects.create_user(name)
-        user.password = _password_hash("pw-" + name)
-        user.save(update_fields=["password"])
+        user = User.objects.create(username=name, password=_password_hash("pw-" + name))
         if role:
-            grant(user, role)
+            user.groups.add(groups[role])
         users[name] = user
     return users
 

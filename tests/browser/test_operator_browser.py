@@ -355,7 +355,7 @@ def test_a_decision_on_a_card_htmx_has_not_bound_yet_still_swaps_in_place(
     # an unbound copy (as a live swap leaves it for a few ms) and decide on it: the decision
     # goes through htmx all the same, with its verdict, and the page stays where it is.
     escalation = escalate(live, agents, "esc-unbound")
-    browser_page.log_in("alice", "pw-alice")
+    browser_page.log_in_as("alice")
     page = browser_page.goto("/escalations/")
     browser_page.wait_live()
     page.evaluate(

@@ -147,11 +147,25 @@ class AgentCard:
     orientation: Orientation | None
 
 
-def agent_cards(coordination: Coordination) -> list[AgentCard]:
-    orientations = {o.agent_id: o for o in Orientation.objects.filter(coordination=coordination)}
+def agent_cards(coordination: Coordination, agent_pks: Set[int] | None = None) -> list[AgentCard]:
+    """The agents of a coordination with their orientations there; `agent_pks`, when given,
+    says who has spoken in it besides those with an orientation (a live page keeps that from
+    the chain as it grows, rather than reading the whole chain again)."""
+    # Only what the card shows: the block is redrawn on every orientation frame.
+    orientations = {
+        o.agent_id: o
+        for o in Orientation.objects.filter(coordination=coordination).only(
+            "agent_id", "role", "intent", "guardrails"
+        )
+    }
+    if agent_pks is None:
+        agents = agents_in(coordination)
+    else:
+        pks = set(agent_pks) | set(orientations)
+        agents = list(Agent.objects.filter(pk__in=pks).only("name", "presence"))
     return [
         AgentCard(agent, orientations.get(agent.pk))
-        for agent in sorted(agents_in(coordination), key=lambda a: a.name)
+        for agent in sorted(agents, key=lambda a: a.name)
     ]
 
 

@@ -94,6 +94,26 @@ class Shared:
         self._lock = threading.Lock()
         self.size = size
         self.computed: Counter[str] = Counter()  # by the key's first item, for tests
+        # What is kept between computations and brought up to date (see `keep`).
+        self._kept: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
+
+    def kept(self, key: Hashable) -> Any:
+        """The value last kept for `key` (None if none)."""
+        with self._lock:
+            found = self._kept.get(key)
+        return None if found is None else found[1]
+
+    def keep(self, key: Hashable, rank: int, value: Any) -> None:
+        """Keep `value` for `key` unless one further along (a higher `rank`, as the seq a
+        digest of a chain is up to) is kept already: threads bringing it up to date at once
+        each keep theirs, the furthest wins."""
+        with self._lock:
+            found = self._kept.get(key)
+            if found is None or found[0] <= rank:
+                self._kept[key] = (rank, value)
+                self._kept.move_to_end(key)
+                while len(self._kept) > self.size * 8:
+                    self._kept.popitem(last=False)
 
     def get(self, key: tuple[Hashable, ...], asked: int, compute: Callable[[], T]) -> T:
         return self.latest(key, asked, None, compute)[0]
@@ -140,6 +160,7 @@ class Shared:
     def clear(self) -> None:
         with self._lock:
             self._flights.clear()
+            self._kept.clear()
             self.computed.clear()
 
 

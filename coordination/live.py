@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -297,6 +298,20 @@ class LivePage:
         return ""
 
 
+def _drawn(cards: list[present.AgentCard]) -> list[present.AgentCard]:
+    """The agent cards each with its HTML, drawn once per state for every page: an
+    orientation frame redraws the agents block, but only its sender's card changed."""
+
+    def draw(card: present.AgentCard) -> str:
+        context = {"agent_card": card}
+        return render_to_string("coordination/coordination_detail.html#agent-card", context)
+
+    return [
+        replace(card, drawn=SHARED.get(("agent-card", *card.state), 0, partial(draw, card)))
+        for card in cards
+    ]
+
+
 def _inbox_count() -> str:
     return render_to_string(
         "coordination/base.html#inbox-count", {"pending": present.pending_count(), "oob": True}
@@ -402,7 +417,8 @@ class CoordinationPage(LivePage):
             operators = present.operators_who_decide() if can_take_over else []
             context |= {"can_take_over": can_take_over, "operators": operators}
         elif name == "agents":
-            context["agent_cards"] = present.agent_cards(coordination, fingerprint["agents"])
+            cards = present.agent_cards(coordination, fingerprint["agents"])
+            context["agent_cards"] = _drawn(cards)
         elif name == "requests":
             context["open_requests"] = present.open_requests(coordination)
         return render_to_string(f"coordination/coordination_detail.html#{name}", context)

@@ -145,6 +145,14 @@ class TimelineRow:
 class AgentCard:
     agent: Agent
     orientation: Orientation | None
+    drawn: str = ""  # the card's HTML when already rendered (a live page keeps them)
+
+    @property
+    def state(self) -> tuple[int, str, str, int | None]:
+        """What the card shows depends on: the agent's name and presence, the frame that
+        declared its orientation here."""
+        frame_pk = self.orientation.frame_id if self.orientation is not None else None
+        return (self.agent.pk, self.agent.name, self.agent.presence, frame_pk)
 
 
 def agent_cards(coordination: Coordination, agent_pks: Set[int] | None = None) -> list[AgentCard]:
@@ -155,7 +163,7 @@ def agent_cards(coordination: Coordination, agent_pks: Set[int] | None = None) -
     orientations = {
         o.agent_id: o
         for o in Orientation.objects.filter(coordination=coordination).only(
-            "agent_id", "role", "intent", "guardrails"
+            "agent_id", "frame_id", "role", "intent", "guardrails"
         )
     }
     if agent_pks is None:

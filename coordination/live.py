@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -298,17 +297,17 @@ class LivePage:
         return ""
 
 
-def _drawn(cards: list[present.AgentCard]) -> list[present.AgentCard]:
+def _drawn(rows: list[present.AgentRow]) -> list[present.DrawnCard]:
     """The agent cards each with its HTML, drawn once per state for every page: an
     orientation frame redraws the agents block, but only its sender's card changed."""
 
-    def draw(card: present.AgentCard) -> str:
-        context = {"agent_card": card}
+    def draw(row: present.AgentRow) -> str:
+        context = {"agent_card": present.agent_card(row)}
         return render_to_string("coordination/coordination_detail.html#agent-card", context)
 
     return [
-        replace(card, drawn=SHARED.get(("agent-card", *card.state), 0, partial(draw, card)))
-        for card in cards
+        present.DrawnCard(SHARED.get(("agent-card", *row[:4]), 0, partial(draw, row)))
+        for row in rows
     ]
 
 
@@ -403,7 +402,7 @@ class CoordinationPage(LivePage):
         coordination = SHARED.get(
             ("coordination", pk, _state(fingerprint, "chain")),
             0 if fingerprint else tick(),
-            lambda: Coordination.objects.select_related("owner", "latest_snapshot").get(pk=pk),
+            lambda: Coordination.objects.select_related("owner").get(pk=pk),
         )
         context: dict[str, Any] = {"coordination": coordination, "user": self.user, "oob": True}
         if fingerprint is None:
@@ -417,8 +416,7 @@ class CoordinationPage(LivePage):
             operators = present.operators_who_decide() if can_take_over else []
             context |= {"can_take_over": can_take_over, "operators": operators}
         elif name == "agents":
-            cards = present.agent_cards(coordination, fingerprint["agents"])
-            context["agent_cards"] = _drawn(cards)
+            context["agent_cards"] = _drawn(present.agent_rows(pk, fingerprint["agents"]))
         elif name == "requests":
             context["open_requests"] = present.open_requests(coordination)
         return render_to_string(f"coordination/coordination_detail.html#{name}", context)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from coordination.decisions import NOTE, agents_in
@@ -145,14 +146,13 @@ class TimelineRow:
 class AgentCard:
     agent: Agent
     orientation: Orientation | None
-    drawn: str = ""  # the card's HTML when already rendered (a live page keeps them)
 
-    @property
-    def state(self) -> tuple[int, str, str, int | None]:
-        """What the card shows depends on: the agent's name and presence, the frame that
-        declared its orientation here."""
-        frame_pk = self.orientation.frame_id if self.orientation is not None else None
-        return (self.agent.pk, self.agent.name, self.agent.presence, frame_pk)
+
+@dataclass(frozen=True)
+class DrawnCard:
+    """An agent card already rendered (a live page keeps them, see `agent_rows`)."""
+
+    drawn: str
 
 
 def agent_cards(coordination: Coordination, agent_pks: Set[int] | None = None) -> list[AgentCard]:
@@ -175,6 +175,44 @@ def agent_cards(coordination: Coordination, agent_pks: Set[int] | None = None) -
         AgentCard(agent, orientations.get(agent.pk))
         for agent in sorted(agents, key=lambda a: a.name)
     ]
+
+
+# One agent's card as a live page reads it: agent pk, name, presence, and its orientation
+# here (the frame that declared it, role, intent, guardrails as stored; None when none).
+AgentRow = tuple[int, str, str, int | None, str | None, str | None, Any]
+
+
+def agent_rows(coordination_pk: int, agent_pks: Set[int]) -> list[AgentRow]:
+    """The agents block's cards as rows, by name: `agent_pks` (who has spoken here) and
+    those with an orientation here. One statement, no model built: a live page draws only
+    the cards whose state (the row's first four values) it has not drawn yet."""
+    quote = connection.ops.quote_name
+    agents, orientations = quote(Agent._meta.db_table), quote(Orientation._meta.db_table)
+    marks = ", ".join(["%s"] * len(agent_pks)) or "NULL"
+    sql = (
+        f"SELECT a.id, a.name, a.presence, o.frame_id, o.role, o.intent, o.guardrails"  # noqa: S608
+        f" FROM {agents} a LEFT JOIN {orientations} o"
+        " ON o.agent_id = a.id AND o.coordination_id = %s"
+        f" WHERE a.id IN ({marks}) OR o.id IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [coordination_pk, *sorted(agent_pks)])
+        # Sorted here as `agent_cards` sorts: the database's collation may differ.
+        return sorted(cursor.fetchall(), key=lambda row: row[1])
+
+
+def agent_card(row: AgentRow) -> AgentCard:
+    """A card from its row, for drawing it."""
+    pk, name, presence, frame_pk, role, intent, guardrails = row
+    agent = Agent(pk=pk, name=name, presence=presence)
+    if frame_pk is None:
+        return AgentCard(agent, None)
+    if isinstance(guardrails, str):
+        guardrails = json.loads(guardrails)
+    orientation = Orientation(
+        agent=agent, frame_id=frame_pk, role=role or "", intent=intent or "", guardrails=guardrails
+    )
+    return AgentCard(agent, orientation)
 
 
 def open_requests(coordination: Coordination) -> list[RouteRequest]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from urllib.parse import urlencode
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from coordination.models import HUMAN_PREFIX, Coordination, Frame
@@ -167,18 +169,24 @@ class Digest:
         return Digest(seq, frozenset(agents), snapshot)
 
 
+@cache
+def _digest_sql() -> str:
+    frames = connection.ops.quote_name(Frame._meta.db_table)
+    return (
+        f"SELECT seq, agent_id, type, sender FROM {frames}"  # noqa: S608
+        " WHERE coordination_id = %s AND seq > %s ORDER BY seq"
+    )
+
+
 def digest(coordination_pk: int) -> Digest:
     """The chain's digest, kept between calls (`SHARED`) and brought up to date from the
     frames appended since: a chain only grows, so one read of the chain's index past the
     kept seq, whatever the chain's length (the first read, once, reads the whole chain)."""
     key = ("digest", coordination_pk)
     known: Digest = SHARED.kept(key) or Digest()
-    frames = (
-        Frame.objects.filter(coordination_id=coordination_pk, seq__gt=known.seq)
-        .order_by("seq")
-        .values_list("seq", "agent_id", "type", "sender")
-    )
-    now = known.then(frames)
+    with connection.cursor() as cursor:  # every wake of the page: no ORM to build each time
+        cursor.execute(_digest_sql(), [coordination_pk, known.seq])
+        now = known.then(cursor.fetchall())
     SHARED.keep(key, now.seq, now)
     return now
 

@@ -10,10 +10,12 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
+from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 
-from coordination import decisions, events, fingerprints, sharing, timeline
+from coordination import decisions, events, fingerprints, present, sharing, timeline
 from coordination.ingest import ingest
+from coordination.live import _drawn
 from coordination.models import Coordination
 from tests.factories import frame, seed, send, ui_socket, until_message
 from tests.seed import KEY
@@ -46,6 +48,20 @@ def test_the_chain_digest_kept_between_reads_agrees_with_reading_the_whole_chain
     latest = timeline.agents_snapshot(coordination)
     assert latest is not None and latest.sender == agents.metrics.name
     assert now.snapshot == latest.seq
+
+
+def test_the_agents_block_drawn_from_kept_cards_is_the_one_the_page_renders(agents):
+    seed(agents)
+    send(agents.metrics, frame("o-2", "orientation", {"role": "m", "guardrails": ["a <b>"]}))
+    coordination = Coordination.objects.get(key=KEY)
+    digest = timeline.digest(coordination.pk)
+    template = "coordination/coordination_detail.html#agents"
+    page = render_to_string(template, {"agent_cards": present.agent_cards(coordination)})
+    rows = present.agent_rows(coordination.pk, digest.agents)
+    for _ in range(2):  # drawn, then taken as kept
+        live = render_to_string(template, {"agent_cards": _drawn(rows)})
+        assert " ".join(live.split()) == " ".join(page.split())
+    assert "a &lt;b&gt;" in page
 
 
 def test_each_part_of_a_coordinations_fingerprint_changes_with_what_it_sums_up(agents, operators):

@@ -9,8 +9,11 @@ concurrently with itself, on the live pages' own threads (`sharing.rendered`).
 
 Many viewers woken by one event would each ask the database the same thing: they share one
 computation (`sharing.SHARED`) of what does not depend on what each browser already shows
-(the page's fingerprint, its blocks and cards as rendered for one operator, the rows after a
-seq), provided that computation started after the viewer was woken.
+(the page's fingerprint, the rows after a seq), provided that computation started after the
+viewer was woken. The fingerprint comes in parts (fingerprints.py); each block is drawn from
+the parts it names, once per state for every viewer (only the ownership block depends on
+the operator), and a socket skips the blocks whose parts did not change: a frame redraws the
+summary, not the side blocks it leaves as they were.
 """
 
 from __future__ import annotations

@@ -193,10 +193,12 @@ def agent_rows(coordination_pk: int, agent_pks: Set[int]) -> list[AgentRow]:
         f"SELECT a.id, a.name, a.presence, o.frame_id, o.role, o.intent, o.guardrails"  # noqa: S608
         f" FROM {agents} a LEFT JOIN {orientations} o"
         " ON o.agent_id = a.id AND o.coordination_id = %s"
-        f" WHERE a.id IN ({marks}) OR o.id IS NOT NULL"
+        # Two lookups by primary key, never a scan of every agent (a fleet has thousands).
+        f" WHERE a.id IN ({marks})"
+        f" OR a.id IN (SELECT agent_id FROM {orientations} WHERE coordination_id = %s)"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [coordination_pk, *sorted(agent_pks)])
+        cursor.execute(sql, [coordination_pk, *sorted(agent_pks), coordination_pk])
         # Sorted here as `agent_cards` sorts: the database's collation may differ.
         return sorted(cursor.fetchall(), key=lambda row: row[1])
 

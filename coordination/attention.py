@@ -42,7 +42,11 @@ def _renew(user: User, escalation_pks: Collection[int], kind: str, seconds: int)
             expires_at__gt=now + timedelta(seconds=seconds / 2),
         ).values_list("escalation_id", flat=True)
     )
-    for pk in set(escalation_pks) - fresh:
+    stale = set(escalation_pks) - fresh
+    if stale:
+        # Forget long expired rows here, where a page writes anyway (not on each read).
+        Attention.objects.filter(expires_at__lte=now - timedelta(minutes=5)).delete()
+    for pk in stale:
         try:
             with transaction.atomic():
                 Attention.objects.update_or_create(
@@ -85,9 +89,11 @@ def seen_by(people: People, user: User) -> People:
 
 
 def fingerprint(escalation_pks: Collection[int]) -> tuple[tuple[int, str, int], ...]:
-    """Changes only when someone arrives, leaves, or says they are on it."""
+    """Changes only when someone arrives, leaves, or says they are on it. A read only: live
+    pages ask it on every wake, beside the agents' writes."""
+    if not escalation_pks:
+        return ()
     now = timezone.now()
-    Attention.objects.filter(expires_at__lte=now - timedelta(minutes=5)).delete()
     return tuple(
         Attention.objects.filter(escalation_id__in=escalation_pks, expires_at__gt=now)
         .order_by("escalation_id", "kind", "user_id")

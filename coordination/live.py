@@ -9,33 +9,30 @@ concurrently with itself, on the live pages' own threads (`sharing.rendered`).
 
 Many viewers woken by one event would each ask the database the same thing: they share one
 computation (`sharing.SHARED`) of what does not depend on what each browser already shows
-(the page's fingerprint, its blocks and cards as rendered for one operator, the rows after a
-seq), provided that computation started after the viewer was woken.
+(the page's fingerprint, the rows after a seq), provided that computation started after the
+viewer was woken. The fingerprint comes in parts (fingerprints.py); each block is drawn from
+the parts it names, once per state for every viewer (only the ownership block depends on
+the operator), and a socket skips the blocks whose parts did not change: a frame redraws the
+summary, not the side blocks it leaves as they were.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Max
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from coordination import attention, listing, present, timeline
-from coordination.models.agents import Agent
+from coordination import attention, fingerprints, listing, present, timeline
+from coordination.fingerprints import Fingerprint
 from coordination.models.chain import Coordination, Frame
-from coordination.models.work import (
-    Approval,
-    Escalation,
-    EscalationStatus,
-    RequestStatus,
-    RouteRequest,
-)
-from coordination.sharing import SHARED
+from coordination.sharing import SHARED, tick
 
 # Frames sent in one message at most; a page further behind gets several messages.
 LIVE_BATCH = 50
@@ -46,6 +43,8 @@ LIVE_CATCH_UP = 50
 # How often a page renews its operator's "looking" rows while the cards stay the same (well
 # within attention.LOOKING_SECONDS).
 LOOK_RENEW_SECONDS = 2.0
+# How long an operator's rights, read once, serve their pages' updates.
+OPERATOR_SECONDS = 1.0
 # Relative times change by themselves; a block whose only change is "2 → 3 minutes ago" is
 # not resent (console.js keeps those current), so a half-typed note is not wiped for it.
 _TIME_TEXT = re.compile(r"(<time[^>]*>)[^<]*(</time>)")
@@ -74,6 +73,28 @@ News = tuple[str, int, bool]
 # An escalation card, its state block (out of band) and that block without its times.
 RenderedCard = tuple[present.EscalationCard, str, str]
 
+# What a page shows, summed up by part ("chain", "escalations"…, see fingerprints.py):
+# each block names the parts it is drawn from, so a frame re-renders only what it changes.
+
+# A block: its id, the state it is drawn from, a stamp, and how to render it. A socket that
+# drew the block from that state already skips it; else state and stamp are the block's key
+# in `SHARED`, so one rendering serves every viewer. A rendering reads afresh, so it may be
+# newer than its key: a key never recurs once the state moved on (it holds a count or time
+# that only grows, or the stamp does), so no viewer is handed an older state for a newer key.
+Block = tuple[str, Hashable, Hashable, Callable[[], str]]
+
+
+def _state(fingerprint: Fingerprint | None, *parts: str) -> Hashable:
+    return None if fingerprint is None else tuple(fingerprint[part] for part in parts)
+
+
+def _operator(pk: int) -> User:
+    """The operator read afresh with their permissions (read once here, then shared by
+    every page and block that asks while it is current)."""
+    user = User.objects.get(pk=pk)
+    user.get_all_permissions()  # cached on the object: has_perm asks no more queries
+    return user
+
 
 class LivePage:
     """Blocks (replaced whole, by id) and escalation cards (appended when new, their state
@@ -85,12 +106,13 @@ class LivePage:
     def __init__(self, user: User, shown: dict[int, str | None]) -> None:
         self.user = user
         self.blocks: dict[str, str] = {}
+        self.drawn: dict[str, Hashable] = {}  # the state each block was last drawn from
         # Cards the page shows; None until this socket has sent their state once.
         self.cards: dict[int, str | None] = dict.fromkeys(shown)
         # The versions the page was rendered with: a card still at that version is not sent
         # again on connect, which would wipe a note the operator began typing.
         self.rendered_versions = shown
-        self.last_fingerprint: tuple[Any, ...] | None = None
+        self.last_fingerprint: Fingerprint | None = None
         # When what this page shows was read (see `Shared.latest`); None before the first.
         self.read_at: int | None = None
         self.looked: tuple[tuple[int, ...] | None, float] = (None, 0.0)
@@ -115,10 +137,12 @@ class LivePage:
         )
         if not news and fingerprint is not None and fingerprint == self.last_fingerprint:
             return "", not fresh
-        # Read the operator afresh: a role taken away applies from this update on (the socket
-        # itself closes when they may no longer watch, see coordination/watch.py).
+        # Read the operator afresh, at most once a second for all their pages (a frame wakes
+        # them many times a second): a role taken away applies to the updates from then on
+        # (the socket itself closes when they may no longer watch, see coordination/watch.py).
         pk = self.user.pk
-        self.user = SHARED.get(("user", pk), asked, lambda: User.objects.get(pk=pk))
+        now = int(time.monotonic() / OPERATOR_SECONDS)
+        self.user = SHARED.get(("user", pk, now), 0, lambda: _operator(pk))
         parts = [news] if news else []
         self.advanced(news, seq)
         parts.extend(self.changed(fingerprint, shown, asked))
@@ -136,36 +160,41 @@ class LivePage:
             attention.looking(self.user, shown)
             self.looked = (shown, now)
 
-    def changed(self, fingerprint: Any, shown: tuple[int, ...], asked: int) -> list[str]:
+    def changed(
+        self, fingerprint: Fingerprint | None, shown: tuple[int, ...], asked: int
+    ) -> list[str]:
         """The blocks and cards that differ from what this socket sent."""
         parts: list[str] = []
-        # The fingerprint says which state a rendering is of: any rendered for it will do.
+        # A block's key says which state it is drawn from: any rendering of it will do.
         after = asked if fingerprint is None else 0
-        perms = (self.can_decide, self.can_take_over)
-        blocks = SHARED.get(
-            ("blocks", *self.identity(), fingerprint, self.user.pk, *perms),
-            after,
-            self.render_blocks,
-        )
-        for block_id, html in blocks.items():
-            settled = _settled(html)
-            if self.blocks.get(block_id) != settled:
+        for block_id, state, stamp, render in self.blocks_of(fingerprint):
+            if state is not None and self.drawn.get(block_id) == state:
+                continue
+
+            def settled(render: Callable[[], str] = render) -> tuple[str, str]:
+                html = render()
+                return html, _settled(html)
+
+            key = ("block", *self.identity(), block_id, state, stamp)
+            html, settled_html = SHARED.get(key, after, settled)
+            if self.blocks.get(block_id) != settled_html:
                 parts.append(html)
-                self.blocks[block_id] = settled
+                self.blocks[block_id] = settled_html
+            self.drawn[block_id] = state
         # Cards change only with the escalations: rendered once for every viewer and frame.
         cards = SHARED.get(
-            ("cards", *self.identity(), shown, self.cards_fingerprint(fingerprint), perms[0]),
+            ("cards", *self.identity(), shown, _state(fingerprint, "escalations"), self.can_decide),
             after,
             self.rendered_cards,
         )
         return parts + self.changed_cards(cards)
 
-    def read(self, shown: tuple[int, ...]) -> tuple[tuple[Any, ...] | None, News]:
+    def read(self, shown: tuple[int, ...]) -> tuple[Fingerprint | None, News]:
         """The page's news, then its fingerprint with who looks at its cards."""
         news = self.news()
         fingerprint = self.fingerprint()
         if fingerprint is not None:
-            fingerprint = (*fingerprint, attention.fingerprint(shown))
+            fingerprint["looks"] = attention.fingerprint(shown)
         return fingerprint, news
 
     def position(self) -> tuple[Hashable, ...]:
@@ -177,11 +206,6 @@ class LivePage:
 
     def advanced(self, news: str, seq: int) -> None:
         """The page has been sent `news`, the rows up to `seq`."""
-
-    def cards_fingerprint(self, fingerprint: tuple[Any, ...] | None) -> Hashable:
-        """The part of the fingerprint the escalation cards depend on (who looks at them is
-        a block of its own)."""
-        return None if fingerprint is None else fingerprint[:-1]
 
     def rendered_cards(self) -> list[RenderedCard]:
         cards: list[RenderedCard] = []
@@ -228,13 +252,13 @@ class LivePage:
     def can_take_over(self) -> bool:
         return self.user.has_perm("coordination.take_over")
 
-    def people_blocks(self, fingerprint: Any, asked: int) -> list[str]:
+    def people_blocks(self, fingerprint: Fingerprint | None, asked: int) -> list[str]:
         """Who else looks at each card, who is on it: a block of its own per card, so the
         card's form (and what the operator typed) is not re-sent when someone arrives."""
         cards = tuple(sorted(self.cards))
         # Who looks at the cards is the fingerprint's last part (see `read`).
         looks = asked if fingerprint is None else 0
-        key = ("people", *self.identity(), cards, fingerprint and fingerprint[-1])
+        key = ("people", *self.identity(), cards, _state(fingerprint, "looks"))
         blocks = SHARED.get((*key, self.user.pk, self.can_decide), looks, self.render_people)
         parts: list[str] = []
         for pk, html in blocks.items():
@@ -259,12 +283,15 @@ class LivePage:
             for pk, people in attention.people(list(self.cards)).items()
         }
 
-    def fingerprint(self) -> tuple[Any, ...] | None:
-        """Cheap summary of what the page shows; None renders every time."""
+    def fingerprint(self) -> Fingerprint | None:
+        """Cheap summary of what the page shows; None renders every time. Pages with cards
+        give their escalations' state as "escalations"; every page the pending count as
+        "pending" (the nav's counter)."""
         return None
 
-    def render_blocks(self) -> dict[str, str]:
-        return {"inbox-count": _inbox_count()}
+    def blocks_of(self, fingerprint: Fingerprint | None) -> list[Block]:
+        """The page's blocks, each with the state it is drawn from."""
+        return [("inbox-count", _state(fingerprint, "pending"), None, _inbox_count)]
 
     def escalation_cards(self) -> list[present.EscalationCard]:
         return []
@@ -273,20 +300,18 @@ class LivePage:
         return ""
 
 
-def _escalations_fingerprint(escalations: QuerySet[Escalation]) -> tuple[Any, ...]:
-    summary = escalations.aggregate(
-        n=Count("pk"),
-        last=Max("pk"),
-        pending=Count("pk", filter=Q(status=EscalationStatus.PENDING)),
-        decided=Max("decided_at"),
-        tiers=Sum("tier"),
-    )
-    approvals = Approval.objects.filter(escalation__in=escalations).count()
-    return (*summary.values(), approvals, present.pending_count())
+def _drawn(rows: list[present.AgentRow]) -> list[present.DrawnCard]:
+    """The agent cards each with its HTML, drawn once per state for every page: an
+    orientation frame redraws the agents block, but only its sender's card changed."""
 
+    def draw(row: present.AgentRow) -> str:
+        context = {"agent_card": present.agent_card(row)}
+        return render_to_string("coordination/coordination_detail.html#agent-card", context)
 
-def _presence_fingerprint() -> tuple[Any, ...]:
-    return tuple(Agent.objects.aggregate(at=Max("presence_changed_at"), n=Count("pk")).values())
+    return [
+        present.DrawnCard(SHARED.get(("agent-card", *row[:4]), 0, partial(draw, row)))
+        for row in rows
+    ]
 
 
 def _inbox_count() -> str:
@@ -318,28 +343,14 @@ class CoordinationPage(LivePage):
             self.skipped = coordination.head_seq - LIVE_CATCH_UP - max(seq, 0)
             self.seq = coordination.head_seq - LIVE_CATCH_UP
 
-    def fingerprint(self) -> tuple[Any, ...]:
-        coordination = Coordination.objects.filter(pk=self.coordination_pk)
-        return (
-            _escalations_fingerprint(
-                Escalation.objects.filter(coordination_id=self.coordination_pk)
-            ),
-            *coordination.values_list("head_seq", "owner_id", "state").get(),
-            _presence_fingerprint(),
-            *RouteRequest.objects.filter(coordination_id=self.coordination_pk)
-            .aggregate(
-                n=Count("pk"),
-                open=Count("pk", filter=Q(status=RequestStatus.OPEN)),
-                at=Max("updated_at"),
-            )
-            .values(),
-        )
+    def fingerprint(self) -> Fingerprint:
+        # The digest read after the head: the agents and snapshot are no older than it.
+        fingerprint = fingerprints.coordination(self.coordination_pk)
+        digest = timeline.digest(self.coordination_pk)
+        return fingerprint | {"agents": digest.agents, "snapshot": digest.snapshot}
 
     def identity(self) -> tuple[Hashable, ...]:
         return (type(self).__name__, self.coordination_pk)
-
-    def cards_fingerprint(self, fingerprint: tuple[Any, ...] | None) -> Hashable:
-        return None if fingerprint is None else fingerprint[0]
 
     def position(self) -> tuple[Hashable, ...]:
         # Viewers at one seq share the rows after it, so each shows every frame once, in
@@ -365,27 +376,53 @@ class CoordinationPage(LivePage):
         html = render_to_string("coordination/coordination_detail.html#live-rows", context)
         return html, seq, more
 
-    def render_blocks(self) -> dict[str, str]:
-        coordination = Coordination.objects.select_related("owner", "latest_snapshot").get(
-            pk=self.coordination_pk
-        )
-        snapshot = timeline.agents_snapshot(coordination)
-        context = {
-            "coordination": coordination,
-            "snapshot": snapshot,
-            "snapshot_fields": present.fields(snapshot),
-            "agent_cards": present.agent_cards(coordination),
-            "open_requests": present.open_requests(coordination),
-            "can_take_over": self.can_take_over,
-            "operators": present.operators_who_decide() if self.can_take_over else [],
-            "user": self.user,
-            "oob": True,
+    def blocks_of(self, fingerprint: Fingerprint | None) -> list[Block]:
+        # Only the ownership block depends on who looks (their rights, themselves); the
+        # others are drawn once for every operator. A frame changes the summary; the agents
+        # block only when someone new speaks, orients or comes and goes.
+        chain = _state(fingerprint, "chain")
+        owner = None if fingerprint is None else (fingerprint["chain"][1], self.user.pk)
+        by = {
+            "summary": (_state(fingerprint, "chain", "snapshot"), None),
+            # The owner may come back: the head seq keeps its key from recurring.
+            "ownership": (owner and (*owner, self.can_take_over), chain),
+            "agents": (_state(fingerprint, "agents", "orientations", "presence"), None),
+            "requests": (_state(fingerprint, "requests"), None),
         }
-        template = "coordination/coordination_detail.html"
-        return {
-            block: render_to_string(f"{template}#{block}", context)
-            for block in ("summary", "ownership", "agents", "requests")
-        } | super().render_blocks()
+        return [
+            *(
+                (name, state, stamp, partial(self.block, name, fingerprint))
+                for name, (state, stamp) in by.items()
+            ),
+            *super().blocks_of(fingerprint),
+        ]
+
+    def block(self, name: str, fingerprint: Fingerprint | None) -> str:
+        """One side block, reading only what it shows (who has spoken here and the agents'
+        latest snapshot from the chain's digest the fingerprint read)."""
+        pk = self.coordination_pk
+        # Read once for the blocks a change of the chain redraws (any read since will do).
+        coordination = SHARED.get(
+            ("coordination", pk, _state(fingerprint, "chain")),
+            0 if fingerprint else tick(),
+            lambda: Coordination.objects.select_related("owner").get(pk=pk),
+        )
+        context: dict[str, Any] = {"coordination": coordination, "user": self.user, "oob": True}
+        if fingerprint is None:
+            digest = timeline.digest(pk)
+            fingerprint = {"agents": digest.agents, "snapshot": digest.snapshot}
+        if name == "summary":
+            snapshot = timeline.snapshot_at(pk, fingerprint["snapshot"])
+            context |= {"snapshot": snapshot, "snapshot_fields": present.fields(snapshot)}
+        elif name == "ownership":
+            can_take_over = self.can_take_over
+            operators = present.operators_who_decide() if can_take_over else []
+            context |= {"can_take_over": can_take_over, "operators": operators}
+        elif name == "agents":
+            context["agent_cards"] = _drawn(present.agent_rows(pk, fingerprint["agents"]))
+        elif name == "requests":
+            context["open_requests"] = present.open_requests(coordination)
+        return render_to_string(f"coordination/coordination_detail.html#{name}", context)
 
     def escalation_cards(self) -> list[present.EscalationCard]:
         return present.coordination_escalations(self.coordination_pk)
@@ -404,18 +441,20 @@ class DashboardPage(LivePage):
     def identity(self) -> tuple[Hashable, ...]:
         return (type(self).__name__, self.query)
 
-    def fingerprint(self) -> tuple[Any, ...]:
+    def fingerprint(self) -> Fingerprint:
         coordinations = Coordination.objects.aggregate(n=Count("pk"), at=Max("last_activity"))
-        return (
-            *coordinations.values(),
-            *_escalations_fingerprint(Escalation.objects.all()),
-            _presence_fingerprint(),
-        )
+        return {"coordinations": tuple(coordinations.values()), **fingerprints.escalations()}
 
-    def render_blocks(self) -> dict[str, str]:
+    def blocks_of(self, fingerprint: Fingerprint | None) -> list[Block]:
+        # "Needs me" and the rights shown differ by operator. The nav's counter goes with the
+        # table, read after it: a table showing an escalation comes with a counter counting it.
+        state = _state(fingerprint, "coordinations", "escalations", "pending", "presence")
+        return [("coordination-table", state and (state, self.user.pk), None, self.table)]
+
+    def table(self) -> str:
         context = {**listing.list_context(self.query, self.user), "oob": True}
         table = render_to_string("coordination/coordination_list.html#coordination-table", context)
-        return {"coordination-table": table} | super().render_blocks()
+        return table + _inbox_count()
 
 
 class InboxPage(LivePage):
@@ -424,8 +463,9 @@ class InboxPage(LivePage):
 
     card_container = "inbox-list"
 
-    def fingerprint(self) -> tuple[Any, ...]:
-        return _escalations_fingerprint(Escalation.objects.all())
+    def fingerprint(self) -> Fingerprint:
+        found = fingerprints.escalations()
+        return {"escalations": found["escalations"], "pending": found["pending"]}
 
     def escalation_cards(self) -> list[present.EscalationCard]:
         return present.inbox(extra_pks=set(self.cards))
@@ -446,8 +486,9 @@ class EscalationPage(LivePage):
     def identity(self) -> tuple[Hashable, ...]:
         return (type(self).__name__, self.escalation_pk)
 
-    def fingerprint(self) -> tuple[Any, ...]:
-        return _escalations_fingerprint(Escalation.objects.filter(pk=self.escalation_pk))
+    def fingerprint(self) -> Fingerprint:
+        found = fingerprints.escalations(self.escalation_pk)
+        return {"escalations": found["escalations"], "pending": found["pending"]}
 
     def escalation_cards(self) -> list[present.EscalationCard]:
         return present.cards(present.escalations_with_context().filter(pk=self.escalation_pk))

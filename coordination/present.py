@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from coordination.decisions import NOTE, agents_in
@@ -147,12 +148,73 @@ class AgentCard:
     orientation: Orientation | None
 
 
-def agent_cards(coordination: Coordination) -> list[AgentCard]:
-    orientations = {o.agent_id: o for o in Orientation.objects.filter(coordination=coordination)}
+@dataclass(frozen=True)
+class DrawnCard:
+    """An agent card already rendered (a live page keeps them, see `agent_rows`)."""
+
+    drawn: str
+
+
+def agent_cards(coordination: Coordination, agent_pks: Set[int] | None = None) -> list[AgentCard]:
+    """The agents of a coordination with their orientations there; `agent_pks`, when given,
+    says who has spoken in it besides those with an orientation (a live page keeps that from
+    the chain as it grows, rather than reading the whole chain again)."""
+    # Only what the card shows: the block is redrawn on every orientation frame.
+    orientations = {
+        o.agent_id: o
+        for o in Orientation.objects.filter(coordination=coordination).only(
+            "agent_id", "frame_id", "role", "intent", "guardrails"
+        )
+    }
+    if agent_pks is None:
+        agents = agents_in(coordination)
+    else:
+        pks = set(agent_pks) | set(orientations)
+        agents = list(Agent.objects.filter(pk__in=pks).only("name", "presence"))
     return [
         AgentCard(agent, orientations.get(agent.pk))
-        for agent in sorted(agents_in(coordination), key=lambda a: a.name)
+        for agent in sorted(agents, key=lambda a: a.name)
     ]
+
+
+# One agent's card as a live page reads it: agent pk, name, presence, and its orientation
+# here (the frame that declared it, role, intent, guardrails as stored; None when none).
+AgentRow = tuple[int, str, str, int | None, str | None, str | None, Any]
+
+
+def agent_rows(coordination_pk: int, agent_pks: Set[int]) -> list[AgentRow]:
+    """The agents block's cards as rows, by name: `agent_pks` (who has spoken here) and
+    those with an orientation here. One statement, no model built: a live page draws only
+    the cards whose state (the row's first four values) it has not drawn yet."""
+    quote = connection.ops.quote_name
+    agents, orientations = quote(Agent._meta.db_table), quote(Orientation._meta.db_table)
+    marks = ", ".join(["%s"] * len(agent_pks)) or "NULL"
+    sql = (
+        f"SELECT a.id, a.name, a.presence, o.frame_id, o.role, o.intent, o.guardrails"  # noqa: S608
+        f" FROM {agents} a LEFT JOIN {orientations} o"
+        " ON o.agent_id = a.id AND o.coordination_id = %s"
+        # Two lookups by primary key, never a scan of every agent (a fleet has thousands).
+        f" WHERE a.id IN ({marks})"
+        f" OR a.id IN (SELECT agent_id FROM {orientations} WHERE coordination_id = %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [coordination_pk, *sorted(agent_pks), coordination_pk])
+        # Sorted here as `agent_cards` sorts: the database's collation may differ.
+        return sorted(cursor.fetchall(), key=lambda row: row[1])
+
+
+def agent_card(row: AgentRow) -> AgentCard:
+    """A card from its row, for drawing it."""
+    pk, name, presence, frame_pk, role, intent, guardrails = row
+    agent = Agent(pk=pk, name=name, presence=presence)
+    if frame_pk is None:
+        return AgentCard(agent, None)
+    if isinstance(guardrails, str):
+        guardrails = json.loads(guardrails)
+    orientation = Orientation(
+        agent=agent, frame_id=frame_pk, role=role or "", intent=intent or "", guardrails=guardrails
+    )
+    return AgentCard(agent, orientation)
 
 
 def open_requests(coordination: Coordination) -> list[RouteRequest]:

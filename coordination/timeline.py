@@ -8,15 +8,18 @@ decision under them. Adjacent presence frames fold into one entry with one line 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from urllib.parse import urlencode
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from coordination.models import HUMAN_PREFIX, Coordination, Frame
 from coordination.present import TIMELINE_PAGE, TimelineRow
 from coordination.schemas import PresenceView
+from coordination.sharing import SHARED
 
 PRESENCE = "presence"
 
@@ -143,6 +146,56 @@ def choices(coordination_pk: int) -> tuple[list[str], list[str]]:
     senders = sorted(set(frames.values_list("sender", flat=True).distinct()))
     types = sorted(set(frames.values_list("type", flat=True).distinct()))
     return senders, types
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a chain says about its agents up to `seq`: who has spoken in it, and the seq of
+    their latest focus snapshot (None: none yet)."""
+
+    seq: int = -1
+    agents: frozenset[int] = frozenset()
+    snapshot: int | None = None
+
+    def then(self, frames: Iterable[tuple[int | None, int | None, str, str]]) -> Digest:
+        """This digest after `frames` (seq, agent pk, type, sender), oldest first."""
+        seq, agents, snapshot = self.seq, set(self.agents), self.snapshot
+        for at, agent_pk, type_, sender in frames:
+            seq = seq if at is None else at
+            if agent_pk is not None:
+                agents.add(agent_pk)
+            if type_ == "focus_snapshot" and not sender.startswith(HUMAN_PREFIX):
+                snapshot = seq
+        return Digest(seq, frozenset(agents), snapshot)
+
+
+@cache
+def _digest_sql() -> str:
+    frames = connection.ops.quote_name(Frame._meta.db_table)
+    return (
+        f"SELECT seq, agent_id, type, sender FROM {frames}"  # noqa: S608
+        " WHERE coordination_id = %s AND seq > %s ORDER BY seq"
+    )
+
+
+def digest(coordination_pk: int) -> Digest:
+    """The chain's digest, kept between calls (`SHARED`) and brought up to date from the
+    frames appended since: a chain only grows, so one read of the chain's index past the
+    kept seq, whatever the chain's length (the first read, once, reads the whole chain)."""
+    key = ("digest", coordination_pk)
+    known: Digest = SHARED.kept(key) or Digest()
+    with connection.cursor() as cursor:  # every wake of the page: no ORM to build each time
+        cursor.execute(_digest_sql(), [coordination_pk, known.seq])
+        now = known.then(cursor.fetchall())
+    SHARED.keep(key, now.seq, now)
+    return now
+
+
+def snapshot_at(coordination_pk: int, seq: int | None) -> Frame | None:
+    """The focus snapshot a digest names."""
+    if seq is None:
+        return None
+    return Frame.objects.filter(coordination_id=coordination_pk, seq=seq).first()
 
 
 def agents_snapshot(coordination: Coordination) -> Frame | None:

@@ -10,19 +10,19 @@ Two figures, printed, not asserted:
   escalation at a time (p50/p99 over `--samples`);
 - viewers: `--viewers` sockets on one coordination's page while `--agents` agents send
   `--rate` frames/s into it; each frame sent -> its row on each viewer (p50/p99), the share of
-  frames each viewer showed, and whether every viewer showed them in order, once.
+  frames each viewer showed, and whether every viewer showed them in seq order, once; and
+  daphne's CPU time per frame meanwhile (ingest and every viewer's updates: a figure the
+  other work on a shared machine disturbs less than latencies).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -33,31 +33,19 @@ from ltpdash_client import LtpClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_stack import cpu_seconds, scratch  # noqa: E402
+
 from coordination.processes import daphne_command, free_port, wait_until_serving  # noqa: E402
 
 COORDINATION = "live-bench"
 MARK = re.compile(r"mark-(\d+)-end")
+SEQ = re.compile(r'^(\d+)"')
 ESCALATED = re.compile(r"esc-(\d+)-end")
 
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
-
-
-def scratch(scale_out: bool) -> tuple[Path, dict]:
-    workdir = Path(tempfile.mkdtemp(prefix="ltpdash-bench-live-"))
-    env = {**os.environ, "LTPDASH_DATA_DIR": str(workdir), "LTPDASH_RATE_LIMIT": "100000"}
-    if not scale_out:
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
-        return workdir, env
-    env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/ltpdash_bench_live"
-    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
-    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
-    subprocess.run([*psql, "DROP DATABASE IF EXISTS ltpdash_bench_live"], capture_output=True)
-    subprocess.run([*psql, "CREATE DATABASE ltpdash_bench_live"], check=True, capture_output=True)
-    return workdir, env
 
 
 SETUP = """
@@ -149,39 +137,41 @@ async def inbox(console: Console, agent: LtpClient, samples: int) -> list[float]
     return latencies
 
 
-def rows(message: str) -> list[int]:
-    """The marks of the timeline rows in a message, oldest first (rows come newest first)."""
+def rows(message: str) -> list[tuple[int, int]]:
+    """The (seq, mark) of the timeline rows in a message, oldest first (rows come newest
+    first). Marks are in the order sent; agents' frames may be stored in another order."""
     start = message.find("afterbegin:#timeline-rows")
     if start < 0:
         return []
     end = message.find("hx-swap-oob", start + 30)
-    marks = []
+    found = []
     for row in message[start : end if end > 0 else None].split('<li id="frame-')[1:]:
-        found = MARK.search(row)
-        if found:
-            marks.append(int(found.group(1)))
-    return marks[::-1]
+        mark, seq = MARK.search(row), SEQ.match(row)
+        if mark and seq:
+            found.append((int(seq.group(1)), int(mark.group(1))))
+    return found[::-1]
 
 
-async def watch(socket, sent: dict[int, float], seen: list[tuple[int, float]], stop) -> None:
+async def watch(socket, seen: list[tuple[int, int, float]], stop) -> None:
     while not stop.is_set():
         try:
             message = await asyncio.wait_for(socket.recv(), 0.5)
         except TimeoutError:
             continue
         now = time.perf_counter()
-        seen.extend((n, now) for n in rows(message))
+        seen.extend((seq, n, now) for seq, n in rows(message))
 
 
-async def viewers(console, clients, count: int, rate: float, seconds: float) -> dict:
+async def viewers(console, clients, count: int, rate: float, seconds: float, pid: int) -> dict:
     path = console.live_path()
     sockets = [await console.socket(path) for _ in range(count)]
     for socket in sockets:
         await socket.recv()  # the first render
     sent: dict[int, float] = {}
-    seen: list[list[tuple[int, float]]] = [[] for _ in sockets]
+    seen: list[list[tuple[int, int, float]]] = [[] for _ in sockets]
     stop = asyncio.Event()
-    watchers = [asyncio.create_task(watch(s, sent, seen[i], stop)) for i, s in enumerate(sockets)]
+    watchers = [asyncio.create_task(watch(s, seen[i], stop)) for i, s in enumerate(sockets)]
+    cpu = cpu_seconds(pid)
     acks: list[float] = []
     failed: list[int] = []
     total = int(rate * seconds)
@@ -208,24 +198,29 @@ async def viewers(console, clients, count: int, rate: float, seconds: float) -> 
     deadline = time.perf_counter() + 10
     while time.perf_counter() < deadline and any(len(s) < total for s in seen):
         await asyncio.sleep(0.1)
+    cpu = cpu_seconds(pid) - cpu
     stop.set()
     await asyncio.gather(*watchers)
     for socket in sockets:
         await socket.close()
-    latencies = [(at - sent[n]) * 1000 for s in seen for n, at in s]
-    in_order = all([n for n, _ in s] == sorted(set(n for n, _ in s)) for s in seen)
+    latencies = [(at - sent[n]) * 1000 for s in seen for _, n, at in s]
+    seqs = [[seq for seq, _, _ in s] for s in seen]
+    marks = [[n for _, n, _ in s] for s in seen]
+    pairs = zip(seqs, marks, strict=True)
+    in_order = all(q == sorted(set(q)) and len(m) == len(set(m)) for q, m in pairs)
     return {
+        "cpu_ms_per_frame": cpu * 1000 / total,
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": pct(latencies, 0.99),
         "ack_p99": pct(acks, 0.99),
-        "shown": [len({n for n, _ in s}) / total for s in seen],
+        "shown": [len(set(m)) / total for m in marks],
         "in_order_once": in_order,
         "unacked": len(failed),
         "achieved_rate": total / (time.perf_counter() - start),
     }
 
 
-async def run(port: int, setup_: dict, args) -> dict:
+async def run(port: int, pid: int, setup_: dict, args) -> dict:
     console = Console(port, setup_["session"])
     url = f"ws://127.0.0.1:{port}/ws/agent/"
     tokens = setup_["tokens"]
@@ -237,7 +232,9 @@ async def run(port: int, setup_: dict, args) -> dict:
         for n in range(20):
             await clients[0].send(orientation(clients[0].name, -1 - n))
         results = {"inbox": await inbox(console, clients[0], args.samples)}
-        results["viewers"] = await viewers(console, clients, args.viewers, args.rate, args.seconds)
+        results["viewers"] = await viewers(
+            console, clients, args.viewers, args.rate, args.seconds, pid
+        )
     finally:
         for agent in clients:
             await agent.close()
@@ -253,7 +250,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--scale-out", action="store_true", help="PostgreSQL + Redis")
     args = parser.parse_args()
-    workdir, env = scratch(args.scale_out)
+    workdir, env = scratch(args.scale_out, 100000)
     setup_ = setup(env, args.agents)
     port = free_port()
     log = (workdir / "daphne.log").open("w")
@@ -266,7 +263,7 @@ def main() -> None:
     )
     try:
         wait_until_serving("127.0.0.1", port, server)
-        results = asyncio.run(run(port, setup_, args))
+        results = asyncio.run(run(port, server.pid, setup_, args))
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -284,7 +281,8 @@ def main() -> None:
         f"(achieved {v['achieved_rate']:.0f}) for {args.seconds:.0f} s: frame -> row "
         f"p50 {v['p50']:.1f} ms, p99 {v['p99']:.1f} ms; ack p99 {v['ack_p99']:.1f} ms; "
         f"unacked {v['unacked']}; shown min {min(v['shown'], default=1):.1%}; "
-        f"every viewer in order, once: {v['in_order_once']}"
+        f"every viewer in seq order, once: {v['in_order_once']}; "
+        f"daphne CPU {v['cpu_ms_per_frame']:.2f} ms per frame"
     )
 
 

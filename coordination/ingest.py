@@ -55,7 +55,15 @@ from coordination.schemas import (
     parse_envelope,
     read_payload,
 )
-from coordination.statements import Seen, locked_agent, locked_coordination, seen, stored_frame
+from coordination.statements import (
+    Seen,
+    coordination_key_of,
+    locked_agent,
+    locked_coordination,
+    request_answered,
+    seen,
+    stored_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +266,7 @@ def _append_and_apply(
     if ts_ms is not None and (agent.last_ts_ms is None or ts_ms > agent.last_ts_ms):
         agent.last_ts_ms = ts_ms
 
-    key = resolve_coordination_key(agent, envelope, view)
+    key = coordination_key_of(agent, envelope, view)
     if key is None and batch is not None:  # not a chain entry: stored as any other frame
         batch.settle()
         batch = None
@@ -275,32 +283,48 @@ def _append_and_apply(
             warnings=warnings,
         )
     else:
-        coordination = batch.coordination(key, agent) if batch else locked_coordination(key, agent)
-        if _seen(coordination).imported:
-            ensure_writable(coordination.pk, envelope.id)
-        _check_speaker(agent, coordination, envelope, view)
-        stored = coordination.append(
-            frame,
-            sender=agent.name,
-            agent=agent,
-            direction="in",
-            session_id=session_id,
-            warnings=warnings,
-            ts=ts,
-            # The sender's orientation in force there (read with the coordination's lock).
-            orientation_id=_seen(coordination).orientation_frame,
-            text=text,
-            write_head=batch is None,
-            insert=batch.insert if batch else prepared.insert,
-        )
-        if batch:
-            batch.owe_head(coordination)
-        events.coordination_changed(coordination.pk, stored.seq)
-
+        stored = _chained(agent, key, envelope, frame, view, batch, text, session_id, warnings, ts)
     _apply(agent, stored, envelope, view, batch)
     if batch is None and agent_values(agent) != loaded:
         prepared.update(agent, AGENT_FIELDS)
     saw_agent(agent)
+    return stored
+
+
+def _chained(
+    agent: Agent,
+    key: str,
+    envelope: Envelope,
+    frame: dict[str, Any],
+    view: PayloadView | None,
+    batch: Batch | None,
+    text: str,
+    session_id: str,
+    warnings: list[str],
+    ts: datetime | None,
+) -> Frame:
+    """Append the frame to the chain of coordination `key`, under its lock (the batch's)."""
+    coordination = batch.coordination(key, agent) if batch else locked_coordination(key, agent)
+    if _seen(coordination).imported:
+        ensure_writable(coordination.pk, envelope.id)
+    _check_speaker(agent, coordination, envelope, view)
+    stored = coordination.append(
+        frame,
+        sender=agent.name,
+        agent=agent,
+        direction="in",
+        session_id=session_id,
+        warnings=warnings,
+        ts=ts,
+        # The sender's orientation in force there (read with the coordination's lock).
+        orientation_id=_seen(coordination).orientation_frame,
+        text=text,
+        write_head=batch is None,
+        insert=batch.insert if batch else prepared.insert,
+    )
+    if batch:
+        batch.owe_head(coordination)
+    events.coordination_changed(coordination.pk, stored.seq)
     return stored
 
 
@@ -349,34 +373,6 @@ def _seen(coordination: Coordination) -> Seen:
     known = seen(coordination)
     assert known is not None, "the coordination was not locked by locked_coordination"
     return known
-
-
-def resolve_coordination_key(
-    agent: Agent, envelope: Envelope, view: PayloadView | None
-) -> str | None:
-    """PROTOCOL §3: top-level coordination_id, payload.coordination_id, the coordination of
-    the request answered (in_reply_to), then the one the agent last declared."""
-    if envelope.coordination_id:
-        return envelope.coordination_id
-    declared = getattr(view, "coordination_id", None)
-    if declared:
-        return declared[:200]
-    in_reply_to = getattr(view, "in_reply_to", None)
-    if in_reply_to:
-        request = _request_answered(agent, in_reply_to)
-        if request is not None:
-            return request.coordination.key
-    if agent.current_coordination_id:
-        return Coordination.objects.values_list("key", flat=True).get(
-            pk=agent.current_coordination_id
-        )
-    return None
-
-
-def _request_answered(agent: Agent, in_reply_to: str) -> RouteRequest | None:
-    # Ids are unique per sender only, so prefer the request that was addressed to this agent.
-    candidates = RouteRequest.objects.filter(ltp_id=in_reply_to).select_related("coordination")
-    return candidates.filter(assigned_to=agent).first() or candidates.first()
 
 
 # --- effects ---------------------------------------------------------------------------------
@@ -471,7 +467,7 @@ def _match_request(
     agent: Agent, coordination: Coordination, view: RouteResponseView
 ) -> RouteRequest | None:
     if view.in_reply_to:
-        answered = _request_answered(agent, view.in_reply_to)
+        answered = request_answered(agent, view.in_reply_to)
         return answered if answered and answered.coordination_id == coordination.pk else None
     # Agents written from the seed example answer without in_reply_to: take the oldest open
     # request this agent was asked in this coordination.

@@ -3,7 +3,9 @@
 Written as querysets (so they read like the rest of the code and follow the models), compiled
 once per database and thread by `models.prepared`. The coordination's lock also brings what
 ingest asks about it for each frame (imported? is the sender a participant? its orientation
-in force?), four statements in one.
+in force?), four statements in one. A batch (coordination.pending) locks its agents and its
+coordinations in one statement per table instead; and which coordination a frame belongs to
+(PROTOCOL §3) is read here too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, F, OuterRef, Subquery
 
-from coordination.models import Agent, Coordination, Frame, Orientation, Participant, TraceImport
+from coordination.models import (
+    Agent,
+    Coordination,
+    Frame,
+    Orientation,
+    Participant,
+    RouteRequest,
+    TraceImport,
+)
 from coordination.models.prepared import PreparedSelect, Slot
+from coordination.schemas import Envelope, PayloadView
 
 # Placeholder values, unique and of each field's type; never bound to a query.
 _NAME, _ID, _PK, _AGENT = "\ue000name", "\ue000id", -7_000_001, -7_000_002
@@ -139,3 +150,30 @@ def locked_coordinations(
             orientation_pk, frame = orientations.get(pair, (None, None))
             seen[pair] = Seen(imported, pair in participants, orientation_pk, frame)
     return found, seen
+
+
+def coordination_key_of(agent: Agent, envelope: Envelope, view: PayloadView | None) -> str | None:
+    """PROTOCOL §3: top-level coordination_id, payload.coordination_id, the coordination of
+    the request answered (in_reply_to), then the one the agent last declared."""
+    if envelope.coordination_id:
+        return envelope.coordination_id
+    declared = getattr(view, "coordination_id", None)
+    if declared:
+        return declared[:200]
+    in_reply_to = getattr(view, "in_reply_to", None)
+    if in_reply_to:
+        request = request_answered(agent, in_reply_to)
+        if request is not None:
+            return request.coordination.key
+    if agent.current_coordination_id:
+        return Coordination.objects.values_list("key", flat=True).get(
+            pk=agent.current_coordination_id
+        )
+    return None
+
+
+def request_answered(agent: Agent, in_reply_to: str) -> RouteRequest | None:
+    """The request a frame answers (`in_reply_to`). Ids are unique per sender only, so the
+    request that was addressed to `agent` first."""
+    candidates = RouteRequest.objects.filter(ltp_id=in_reply_to).select_related("coordination")
+    return candidates.filter(assigned_to=agent).first() or candidates.first()

@@ -118,12 +118,15 @@ async def test_dashboard_socket_refreshes_the_list_and_the_pending_count(agents,
         await until_message(communicator, "No coordinations yet")
         await sync_to_async(seed)(agents)
         await _published(agents.triage, {"coordination_id": KEY, "focus_snapshot": {"state": "x"}})
-        # seed() commits step by step and each step wakes the page at once: the list may
-        # show the coordination before its escalation, so wait for the state after both.
-        table = await until_message(communicator, "1 pending")
-        assert 'id="coordination-table"' in table
-        assert KEY in table
-        assert 'id="inbox-count"' in table
+        # seed() commits step by step and each step wakes the page at once; a block is sent
+        # only when what it shows changed, so the list and the count may come in different
+        # messages: wait for the list showing the coordination and for the count of one.
+        table = await until_message(communicator, 'id="coordination-table"')
+        while KEY not in table:
+            table = await until_message(communicator, 'id="coordination-table"')
+        count = table
+        while not ('id="inbox-count"' in count and "1 pending" in count):
+            count = await until_message(communicator, 'id="inbox-count"')
 
 
 async def test_a_burst_of_frames_reaches_the_viewer_each_once_in_order(agents, operators):

@@ -26,7 +26,6 @@ transaction, so one frame's fault costs the others only time.
 from __future__ import annotations
 
 import asyncio
-import threading
 import weakref
 import zlib
 from collections.abc import Awaitable, Callable
@@ -36,12 +35,12 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import connections
 
 from coordination import events
 from coordination.ingest import Work, ingest_batch
 from coordination.models import Agent
 from coordination.schemas import Outcome, named_coordination
+from coordination.sharing import close_pool
 
 # Frames per transaction at most: bounds how long a batch holds the write lock (SQLite) and
 # how long the first frame of a batch waits for its ack (a full batch stores in ~30 ms on
@@ -129,18 +128,8 @@ class GroupCommit:
 
     def close(self) -> None:
         """Close the lanes' database connections, then their threads."""
-        if self.threads is None:
-            return
-        # Each thread takes one task: the barrier holds the first until the others started.
-        barrier = threading.Barrier(len(self.lanes))
-
-        def close() -> None:
-            connections.close_all()
-            barrier.wait(timeout=5)
-
-        for _ in self.lanes:
-            self.threads.submit(close)
-        self.threads.shutdown(wait=True)
+        if self.threads is not None:
+            close_pool(self.threads, len(self.lanes))
 
     def lane_of(self, agent: Agent, items: list[Any]) -> int:
         """The lane these frames go to (one lane stores what it is given in order)."""

@@ -138,16 +138,20 @@ def stop_rendering() -> None:
     SHARED.clear()
     with _pool_lock:
         pool, _pool = _pool, None
-    if pool is None:
-        return
-    # Each thread takes one task: the barrier holds the first until the other has started.
-    barrier = threading.Barrier(LIVE_RENDER_THREADS)
+    if pool is not None:
+        close_pool(pool, LIVE_RENDER_THREADS)
+
+
+def close_pool(pool: ThreadPoolExecutor, threads: int) -> None:
+    """Close the database connection of each of `pool`'s `threads`, then the threads."""
+    # Each thread takes one task: the barrier holds the first until the others have started.
+    barrier = threading.Barrier(threads)
 
     def close() -> None:
         connections.close_all()
         barrier.wait(timeout=5)
 
-    for _ in range(LIVE_RENDER_THREADS):
+    for _ in range(threads):
         pool.submit(close)
     pool.shutdown(wait=True)
 

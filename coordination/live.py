@@ -405,7 +405,7 @@ class CoordinationPage(LivePage):
         coordination = SHARED.get(
             ("coordination", pk, _state(fingerprint, "chain")),
             0 if fingerprint else tick(),
-            lambda: Coordination.objects.select_related("owner").get(pk=pk),
+            lambda: timeline.with_owner(pk),
         )
         context: dict[str, Any] = {"coordination": coordination, "user": self.user, "oob": True}
         if fingerprint is None:

@@ -10,9 +10,13 @@ coordinations in one statement per table instead; and which coordination a frame
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db import connection
+from django.db.models import Exists, F, Model, OuterRef, Subquery
 
 from coordination.models import (
     Agent,
@@ -110,10 +114,59 @@ def seen(coordination: Coordination) -> Seen | None:
     return found if isinstance(found, Seen) else None
 
 
+# A batch's locks take a list of keys: one prepared statement per length of the list (at most
+# MAX_BATCH of them, each compiled when first used), with placeholders of each field's type.
+def _slots(count: int, placeholder: Callable[[int], Any]) -> list[Slot]:
+    return [Slot(f"v{i}", placeholder(i)) for i in range(count)]
+
+
+def _values(items: list[Any]) -> dict[str, Any]:
+    return {f"v{i}": item for i, item in enumerate(items)}
+
+
+@cache
+def _agents_locked(count: int) -> PreparedSelect[Agent]:
+    return PreparedSelect(
+        lambda **pks: (
+            Agent.objects.select_for_update(no_key=True)
+            .filter(pk__in=list(pks.values()))
+            .order_by("pk")
+        ),
+        *_slots(count, lambda i: -7_000_100 - i),
+    )
+
+
+@cache
+def _coordinations_locked(count: int) -> PreparedSelect[Coordination]:
+    return PreparedSelect(
+        lambda **keys: (
+            Coordination.objects.select_for_update(no_key=True)
+            .filter(key__in=list(keys.values()))
+            .annotate(imported=Exists(TraceImport.objects.filter(coordination=OuterRef("pk"))))
+            .order_by("pk")
+        ),
+        *_slots(count, lambda i: f"\ue000key{i}"),
+    )
+
+
 def locked_agents(pks: list[int]) -> list[Agent]:
-    """Several agents' rows, locked in one statement, in primary-key order (the order every
-    batch locks them in)."""
-    return list(Agent.objects.select_for_update(no_key=True).filter(pk__in=pks).order_by("pk"))
+    """Several agents' rows (distinct keys), locked in one statement, in primary-key order (the
+    order every batch locks them in)."""
+    return _agents_locked(len(pks)).all(**_values(pks)) if pks else []
+
+
+def _pairs(model: type[Model], columns: str, coordinations: list[int], agents: list[int]) -> list:
+    """`columns` of `model`'s rows for these coordinations and agents (a plain statement: the
+    ORM would build it anew for every batch)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    marks = ", ".join(["%s"] * len(coordinations)), ", ".join(["%s"] * len(agents))
+    sql = (
+        f"SELECT {columns} FROM {table} "  # noqa: S608 (names from the models; values bound)
+        f"WHERE coordination_id IN ({marks[0]}) AND agent_id IN ({marks[1]})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*coordinations, *agents])
+        return cursor.fetchall()
 
 
 def locked_coordinations(
@@ -122,25 +175,20 @@ def locked_coordinations(
     """The coordinations named `keys` that exist, locked in primary-key order, and what
     `locked_coordination` would have read with each for each of `agents`: three statements
     for a batch instead of one per coordination and agent."""
-    found: list[Coordination] = list(
-        Coordination.objects.select_for_update(no_key=True)
-        .filter(key__in=keys)
-        .annotate(imported=Exists(TraceImport.objects.filter(coordination=OuterRef("pk"))))
-        .order_by("pk")
-    )
+    if not keys:
+        return [], {}
+    found = _coordinations_locked(len(keys)).all(**_values(keys))
     ids = [c.pk for c in found]
     if not ids:
         return [], {}
-    participants = set(
-        Participant.objects.filter(coordination__in=ids, agent__in=agents).values_list(
-            "coordination_id", "agent_id"
-        )
-    )
+    participants = {
+        tuple(row) for row in _pairs(Participant, "coordination_id, agent_id", ids, agents)
+    }
     orientations = {
         (c, a): (pk, frame)
-        for c, a, pk, frame in Orientation.objects.filter(
-            coordination__in=ids, agent__in=agents
-        ).values_list("coordination_id", "agent_id", "pk", "frame_id")
+        for c, a, pk, frame in _pairs(
+            Orientation, "coordination_id, agent_id, id, frame_id", ids, agents
+        )
     }
     seen = {}
     for coordination in found:

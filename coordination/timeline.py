@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from coordination.models import HUMAN_PREFIX, Coordination, Frame
+from coordination.models.prepared import PreparedSelect, Slot
 from coordination.present import TIMELINE_PAGE, TimelineRow
 from coordination.schemas import PresenceView
 from coordination.sharing import SHARED
@@ -124,20 +125,49 @@ def page(coordination_pk: int, before: int | None, only: Filter, size: int = TIM
     return Page(fold([TimelineRow(f) for f in found[:size]]), older)
 
 
+# Placeholder values for the prepared reads below, of each field's type; never bound.
+_PK, _SEQ = -7_100_001, -7_100_002
+
+
+@cache
+def _after(limit: int) -> PreparedSelect[Frame]:
+    """Live pages read the rows after their seq for every state they show: prepared once
+    (models.prepared), as the ORM would build it each time."""
+    return PreparedSelect(
+        lambda pk, seq: (
+            Frame.objects.filter(coordination_id=pk, seq__gt=seq)
+            .select_related("orientation")
+            .order_by("seq")[:limit]
+        ),
+        Slot("pk", _PK),
+        Slot("seq", _SEQ),
+    )
+
+
 def after(coordination_pk: int, seq: int, only: Filter, limit: int) -> tuple[list[Frame], int]:
     """Frames after `seq` (oldest first, at most `limit` looked at) that pass the filter, and
     the seq the page has seen up to."""
-    frames = list(
-        Frame.objects.filter(coordination_id=coordination_pk, seq__gt=seq)
-        .select_related("orientation")
-        .order_by("seq")[:limit]
-    )
+    frames = _after(limit).all(pk=coordination_pk, seq=seq)
     if not frames:
         return [], seq
     # Seq 0 is a frame like any other (`or` would take it for "no seq" and send it again).
     last = frames[-1].seq if frames[-1].seq is not None else seq
     kept = [f for f in frames if (not only.sender or f.sender == only.sender)]
     return [f for f in kept if not only.type or f.type == only.type], last
+
+
+_WITH_OWNER: PreparedSelect[Coordination] = PreparedSelect(
+    lambda pk: Coordination.objects.select_related("owner").filter(pk=pk)[:1], Slot("pk", _PK)
+)
+
+
+def with_owner(coordination_pk: int) -> Coordination:
+    """The coordination and its owner, as the side blocks of its live page show them (read
+    for every state of its chain, so prepared)."""
+    found = _WITH_OWNER.first(pk=coordination_pk)
+    if found is None:
+        raise Coordination.DoesNotExist(coordination_pk)
+    return found
 
 
 def choices(coordination_pk: int) -> tuple[list[str], list[str]]:

@@ -1,13 +1,14 @@
-"""The statements the frame path runs for every frame, built by the ORM once and run many times.
+"""The statements the frame path runs for every frame, and the live pages for every state they
+show, built by the ORM once and run many times.
 
 Under load, building a query with the ORM costs several times what the database takes to run
 it (issue 10's profile: about ten statements a frame, each mostly compiling). So the hot
 statements are compiled once per database and thread, then bound to new values:
 
 - `PreparedSelect`: a queryset written with placeholder values (`Slot`s); each run binds the
-  real values and turns the row into a model instance the way the ORM's own iterator does
-  (the backend's converters, `Model.from_db`, annotations set), so callers get exactly what
-  the queryset would have returned;
+  real values and turns the rows into model instances the way the ORM's own iterator does
+  (the backend's converters, `Model.from_db`, select_related's objects, annotations set), so
+  callers get exactly what the queryset would have returned;
 - `insert(obj)`: INSERT ... RETURNING the primary key, each value prepared by its field as
   `Model.save` would (`pre_save`, `get_db_prep_save`);
 - `update(obj, fields)`: UPDATE of the named fields of one row, prepared the same way.
@@ -30,6 +31,9 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import DateField, DateTimeField, Field, ForeignKey, Model, QuerySet
 
+# What the ORM's own iterator sets select_related's objects with (not in django-stubs).
+from django.db.models.query import get_related_populators  # type: ignore[attr-defined]
+
 M = TypeVar("M", bound=Model)
 
 _local = threading.local()
@@ -48,16 +52,21 @@ class Slot:
 class _Compiled:
     sql: str
     params: list[Any]
-    slots: dict[int, str]  # param position -> slot name
+    slots: dict[int, tuple[str, type | None]]  # param position -> slot name, wrapper type
+    model: type[Model]
     init_list: list[str]
     model_span: tuple[int, int]
     annotations: dict[str, int]
     converters: dict[int, tuple[list[Any], Any]]
+    related: list[Any]  # RelatedPopulators: select_related's objects, set on each instance
 
 
 class PreparedSelect(Generic[M]):
-    """`build(**sentinels)` returns the queryset (sliced to one row, `[:1]`); `first(**values)`
-    runs it."""
+    """`build(**sentinels)` returns the queryset, sliced (`[:1]` for `first`, `[:n]` for
+    `all`); `first(**values)` runs it for one instance, `all(**values)` for a list.
+
+    Rows become instances as the ORM's own iterator makes them (`ModelIterable`): the
+    backend's converters, `Model.from_db`, select_related's objects, annotations set."""
 
     def __init__(self, build: Callable[..., QuerySet[M]], *slots: Slot) -> None:
         self.build, self.slots = build, slots
@@ -67,10 +76,16 @@ class PreparedSelect(Generic[M]):
         queryset = self.build(**{slot.name: slot.value for slot in self.slots})
         compiler = queryset.query.get_compiler(using=alias)
         sql, params = compiler.as_sql()
-        by_value = {(type(s.value), s.value): s.name for s in self.slots}
-        slots = {
-            i: by_value[(type(p), p)] for i, p in enumerate(params) if (type(p), p) in by_value
-        }
+        by_value = {(type(s.value), s.value): s for s in self.slots}
+        slots: dict[int, tuple[str, type | None]] = {}
+        for i, p in enumerate(params):
+            # A backend may wrap a value in a subclass of its type (psycopg's Int4 for an
+            # integer lookup on PostgreSQL): the bound value is wrapped the same way.
+            for kind in type(p).__mro__[:-1]:
+                slot = by_value.get((kind, p))
+                if slot is not None:
+                    slots[i] = (slot.name, None if type(p) is kind else type(p))
+                    break
         select, klass_info = compiler.select, compiler.klass_info
         assert klass_info is not None
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
@@ -78,41 +93,47 @@ class PreparedSelect(Generic[M]):
             sql=sql,
             params=list(params),
             slots=slots,
+            model=queryset.model,
             init_list=[column[0].target.attname for column in select[start:end]],
             model_span=(start, end),
             annotations=dict(compiler.annotation_col_map),
             converters=compiler.get_converters([column[0] for column in select]),
+            related=get_related_populators(klass_info, select, alias),
         )
 
     def first(self, using: str = "default", **values: Any) -> M | None:
+        found = self._run(using, values, many=False)
+        return found[0] if found else None
+
+    def all(self, using: str = "default", **values: Any) -> list[M]:
+        return self._run(using, values, many=True)
+
+    def _run(self, using: str, values: dict[str, Any], many: bool) -> list[M]:
         compiled = _cached(self.key, using, lambda: self._compile(using))
         params = list(compiled.params)
-        for position, name in compiled.slots.items():
-            params[position] = values[name]
+        for position, (name, wrap) in compiled.slots.items():
+            params[position] = values[name] if wrap is None else wrap(values[name])
         connection = connections[using]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        row = list(row)
+            rows = cursor.fetchall() if many else cursor.fetchmany(1)
+        return [self._instance(compiled, connection, using, row) for row in rows]
+
+    @staticmethod
+    def _instance(compiled: _Compiled, connection: Any, using: str, found: Sequence[Any]) -> M:
+        row = list(found)
         for position, (converters, expression) in compiled.converters.items():
             value = row[position]
             for convert in converters:
                 value = convert(value, expression, connection)
             row[position] = value
         start, end = compiled.model_span
-        obj = self._model(using).from_db(using, compiled.init_list, row[start:end])
+        obj = compiled.model.from_db(using, compiled.init_list, row[start:end])
+        for populator in compiled.related:
+            populator.populate(row, obj)
         for name, position in compiled.annotations.items():
             setattr(obj, name, row[position])
-        return obj
-
-    def _model(self, using: str) -> type[M]:
-        return _cached(
-            f"{self.key}:model",
-            using,
-            lambda: self.build(**{slot.name: slot.value for slot in self.slots}).model,
-        )
+        return obj  # type: ignore[return-value]
 
 
 @dataclass

@@ -29,7 +29,7 @@ from django.db.models import Count, Max
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from coordination import attention, fingerprints, listing, present, timeline
+from coordination import agent_cards, attention, fingerprints, listing, present, timeline
 from coordination.fingerprints import Fingerprint
 from coordination.models.chain import Coordination, Frame
 from coordination.sharing import SHARED, tick
@@ -300,20 +300,6 @@ class LivePage:
         return ""
 
 
-def _drawn(rows: list[present.AgentRow]) -> list[present.DrawnCard]:
-    """The agent cards each with its HTML, drawn once per state for every page: an
-    orientation frame redraws the agents block, but only its sender's card changed."""
-
-    def draw(row: present.AgentRow) -> str:
-        context = {"agent_card": present.agent_card(row)}
-        return render_to_string("coordination/coordination_detail.html#agent-card", context)
-
-    return [
-        present.DrawnCard(SHARED.get(("agent-card", *row[:4]), 0, partial(draw, row)))
-        for row in rows
-    ]
-
-
 def _inbox_count() -> str:
     return render_to_string(
         "coordination/base.html#inbox-count", {"pending": present.pending_count(), "oob": True}
@@ -335,6 +321,7 @@ class CoordinationPage(LivePage):
     ) -> None:
         super().__init__(user, shown)
         self.only = only or timeline.Filter()
+        self.agents = agent_cards.Sent()
         self.coordination_pk = coordination.pk
         self.key = coordination.key
         self.seq = seq
@@ -386,7 +373,6 @@ class CoordinationPage(LivePage):
             "summary": (_state(fingerprint, "chain", "snapshot"), None),
             # The owner may come back: the head seq keeps its key from recurring.
             "ownership": (owner and (*owner, self.can_take_over), chain),
-            "agents": (_state(fingerprint, "agents", "orientations", "presence"), None),
             "requests": (_state(fingerprint, "requests"), None),
         }
         return [
@@ -418,11 +404,22 @@ class CoordinationPage(LivePage):
             can_take_over = self.can_take_over
             operators = present.operators_who_decide() if can_take_over else []
             context |= {"can_take_over": can_take_over, "operators": operators}
-        elif name == "agents":
-            context["agent_cards"] = _drawn(present.agent_rows(pk, fingerprint["agents"]))
         elif name == "requests":
             context["open_requests"] = present.open_requests(coordination)
         return render_to_string(f"coordination/coordination_detail.html#{name}", context)
+
+    def changed(
+        self, fingerprint: Fingerprint | None, shown: tuple[int, ...], asked: int
+    ) -> list[str]:
+        """The side blocks and cards, then the agents block: its cards that changed."""
+        parts = super().changed(fingerprint, shown, asked)
+        state = _state(fingerprint, "agents", "orientations", "presence")
+        if state is None or self.drawn.get("agents") != state:
+            pk = self.coordination_pk  # who has spoken here: from the digest the fingerprint read
+            spoke = fingerprint["agents"] if fingerprint else timeline.digest(pk).agents
+            parts += self.agents.changes(pk, state, asked if fingerprint is None else 0, spoke)
+            self.drawn["agents"] = state
+        return parts
 
     def escalation_cards(self) -> list[present.EscalationCard]:
         return present.coordination_escalations(self.coordination_pk)

@@ -13,10 +13,9 @@ from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 
-from coordination import decisions, events, fingerprints, present, sharing, timeline
+from coordination import agent_cards, decisions, events, fingerprints, present, sharing, timeline
 from coordination.ingest import ingest
-from coordination.live import _drawn
-from coordination.models import Coordination
+from coordination.models import Agent, Coordination
 from tests.factories import frame, seed, send, ui_socket, until_message
 from tests.seed import KEY
 
@@ -56,10 +55,11 @@ def test_the_agents_block_drawn_from_kept_cards_is_the_one_the_page_renders(agen
     coordination = Coordination.objects.get(key=KEY)
     digest = timeline.digest(coordination.pk)
     template = "coordination/coordination_detail.html#agents"
-    page = render_to_string(template, {"agent_cards": present.agent_cards(coordination)})
-    rows = present.agent_rows(coordination.pk, digest.agents)
+    page = render_to_string(
+        template, {"agent_cards": present.agent_cards(coordination), "oob": True}
+    )
     for _ in range(2):  # drawn, then taken as kept
-        live = render_to_string(template, {"agent_cards": _drawn(rows)})
+        live = agent_cards.block(agent_cards.drawn(coordination.pk, digest.agents))
         assert " ".join(live.split()) == " ".join(page.split())
     assert "a &lt;b&gt;" in page
 
@@ -106,6 +106,44 @@ async def test_a_frame_redraws_only_the_blocks_it_changes_once_for_every_operato
     finally:
         for viewer in viewers:
             await viewer.disconnect()
+
+
+async def test_an_orientation_sends_its_agents_card_alone_and_a_newcomer_the_whole_block(
+    agents, operators
+):
+    await sync_to_async(seed)(agents)
+    coordination = await Coordination.objects.aget(key=KEY)
+    path = f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}"
+    viewer, connected = await ui_socket(path, operators["vic"])
+    assert connected
+    await until_message(viewer, 'id="agent-cards"')  # on connect: the whole block
+    intent = {"role": "metrics", "intent": "watch <disk>"}
+    try:
+        async with events.acollecting():
+            await sync_to_async(send)(agents.metrics, frame("o-9", "orientation", intent))
+        message = await until_message(viewer, 'id="agent-card-')
+        # The sender's card, a swap of its own; not the block, not the other agent's card.
+        assert f'id="agent-card-{agents.metrics.pk}" hx-swap-oob="true"' in message
+        assert "watch &lt;disk&gt;" in message
+        assert 'id="agent-cards"' not in message
+        assert f'id="agent-card-{agents.triage.pk}"' not in message
+
+        newcomer = (await sync_to_async(Agent.create_with_token)("a-newcomer", scope="*"))[0]
+        joining = frame("o-10", "orientation", {"role": "x", "intent": "joining"})
+        async with events.acollecting():
+            await sync_to_async(send)(newcomer, joining)
+        message = await until_message(viewer, "joining")
+        # A card more: the whole block, in order, none of its cards a swap of its own (htmx
+        # would take such a card out of the block).
+        start = message.index('<section id="agent-cards"')
+        block = message[start : message.index("</section>", start)]
+        assert block.count("hx-swap-oob") == 1
+        cards = [newcomer.pk, agents.metrics.pk, agents.triage.pk]  # by name
+        assert [block.index(f'id="agent-card-{pk}"') for pk in cards] == sorted(
+            block.index(f'id="agent-card-{pk}"') for pk in cards
+        )
+    finally:
+        await viewer.disconnect()
 
 
 async def test_renders_asked_for_together_each_get_their_own_result_and_failures_stay_theirs():

@@ -70,3 +70,32 @@ def test_a_live_copy_of_the_summary_keeps_the_raw_json_the_operator_opened(
     expect(chain).not_to_have_text(before)
     expect(summary.locator("pre.json")).to_be_visible()
     assert browser_page.errors == []
+
+
+def test_an_agents_new_intent_replaces_its_card_alone_in_the_browser(
+    live, agents, operators, browser_page
+):
+    escalate(live, agents)
+    post_frames_live(live, agents.triage_token, {
+        "id": "intent-1", "coordination_id": KEY,
+        "orientation": {"role": "triage-agent", "intent": "wait for metrics"},
+    })  # fmt: skip
+    browser_page.log_in_as("vic")
+    page = browser_page.goto(f"/coordinations/{KEY}/")
+    browser_page.wait_live()
+    triage = page.locator(f"#agent-card-{agents.triage.pk}")
+    metrics = page.locator(f"#agent-card-{agents.metrics.pk}")
+    expect(triage).to_be_visible()
+    # Marks on the nodes the page has now: a node swapped out loses its mark.
+    page.evaluate("""() => document.querySelectorAll("#agent-cards article.agent")
+        .forEach(card => { card.dataset.before = "yes"; })""")
+    post_frames_live(live, agents.metrics_token, {
+        "id": "intent-2", "coordination_id": KEY,
+        "orientation": {"role": "metrics-agent", "intent": "drain <queue> slowly"},
+    })  # fmt: skip
+    expect(metrics).to_contain_text("drain <queue> slowly")
+    expect(metrics).not_to_have_attribute("data-before", "yes")  # the new card
+    expect(triage).to_have_attribute("data-before", "yes")  # left as it was
+    expect(page.locator("#agent-cards article.agent")).to_have_count(2)
+    assert page.locator("#agent-cards [hx-swap-oob]").count() == 0
+    assert browser_page.errors == []

@@ -350,13 +350,14 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         if page is None:
             await self.close()
             return
+        self.wake = asyncio.Event()
         for group in self.groups_to_join:
             await _joined(self, group, join=True)
+            events.listen(group, self._woken)
         await self.accept()
         session_key = getattr(self.scope.get("session"), "session_key", None) or ""
         self.watched = ViewerSocket(user.pk, session_key, self._revoked)
         watch(self.watched)
-        self.wake = asyncio.Event()
         self.asked = tick()
         self.refresher = asyncio.create_task(self._refresh_loop(page))
 
@@ -372,6 +373,7 @@ class LiveViewerConsumer(FastDispatchMixin, AsyncWebsocketConsumer):
         unwatch(self.watched)
         self.refresher.cancel()
         for group in self.groups_to_join:
+            events.unlisten(group, self._woken)
             await _joined(self, group, join=False)
 
     async def _revoked(self) -> None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,51 @@ def coalesced(events: list[Event]) -> list[Event]:
     ]
 
 
+# Pages woken in this process, by group: with the in-memory layer (the embedded default, one
+# process) a hint wakes them directly. Through the layer, each page's wake cost a task, a deep
+# copy of the message and a scan of every channel in the process (`_clean_expired`) on both
+# the send and the receive, per page and per frame. Pages still join the layer's groups, and
+# other layers (Redis: several processes) carry hints as any other event.
+_wakes: dict[str, dict[Callable[[], None], asyncio.AbstractEventLoop]] = {}
+
+
+def listen(group: str, wake: Callable[[], None]) -> None:
+    """Call `wake` (on the running loop) for each hint sent to `group` in this process."""
+    _wakes.setdefault(group, {})[wake] = asyncio.get_running_loop()
+
+
+def unlisten(group: str, wake: Callable[[], None]) -> None:
+    woken = _wakes.get(group, {})
+    woken.pop(wake, None)
+    if not woken:
+        _wakes.pop(group, None)
+
+
+def _woken_here(layer: Any, group: str, message: dict[str, Any]) -> bool:
+    """Wake `group`'s pages directly when the layer is this process's own; False to send."""
+    if message["type"] not in HINTS or not isinstance(layer, InMemoryChannelLayer):
+        return False
+    for wake, loop in list(_wakes.get(group, {}).items()):
+        if loop.is_closed():
+            continue
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running:
+            wake()
+        else:  # sync code's own loop (async_to_sync), a test's: wake on the page's loop
+            loop.call_soon_threadsafe(wake)
+    return True
+
+
 async def send(events: list[Event]) -> None:
     if not events:
         return
     layer = get_channel_layer()
     for group, message in coalesced(events):
+        if _woken_here(layer, group, message):
+            continue
         try:
             await layer.group_send(group, message)
         except Exception:  # the layer's own errors have no common base class

@@ -11,7 +11,7 @@ import re
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from coordination import consumers, events, sharing
 from coordination.ingest import ingest
@@ -60,6 +60,37 @@ async def test_an_escalation_reaches_an_open_inbox_on_its_one_event(
         assert 'hx-swap-oob="beforeend:#inbox-list"' in card
     finally:
         await inbox.disconnect()
+
+
+async def test_a_frame_wakes_this_processs_pages_directly_on_the_in_memory_layer(
+    agents, operators, no_slow_check
+):
+    """The embedded default's layer is the process's own: a hint wakes the pages listening
+    here without a message per page through it. Redis (several processes) carries it."""
+    await sync_to_async(seed)(agents)
+    coordination = await Coordination.objects.aget(key=KEY)
+    path = f"/ws/ui/coordinations/{coordination.pk}/?seq={coordination.head_seq}"
+    viewer = await _page(path, operators["vic"], 'id="coordination-summary"')
+    layer = get_channel_layer()
+    sent_through_layer: list[str] = []
+    group_send = layer.group_send
+
+    async def counted(group, message):  # the layer's own send, counted
+        sent_through_layer.append(group)
+        await group_send(group, message)
+
+    layer.group_send = counted
+    try:
+        async with events.acollecting():
+            await sync_to_async(ingest)(agents.triage, _orientation(1))
+        await until_message(viewer, "afterbegin:#timeline-rows")
+        group = events.coordination_group(coordination.pk)
+        in_process = isinstance(layer, InMemoryChannelLayer)
+        assert (group in sent_through_layer) is not in_process
+    finally:
+        layer.group_send = group_send
+        await viewer.disconnect()
+    assert group not in events._wakes  # the page stopped listening when it left
 
 
 async def test_a_burst_of_events_makes_fewer_renders_and_messages_than_events(

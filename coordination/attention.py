@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from coordination.models import Attention, AttentionKind, Escalation
@@ -93,9 +93,16 @@ def fingerprint(escalation_pks: Collection[int]) -> tuple[tuple[int, str, int], 
     pages ask it on every wake, beside the agents' writes."""
     if not escalation_pks:
         return ()
-    now = timezone.now()
-    return tuple(
-        Attention.objects.filter(escalation_id__in=escalation_pks, expires_at__gt=now)
-        .order_by("escalation_id", "kind", "user_id")
-        .values_list("escalation_id", "kind", "user_id")
+    # One plain statement: built by the ORM, it cost more to compile than to run (a tenth of
+    # the live pages' time in bench_live, a page showing escalation cards at 100 frames/s).
+    table = connection.ops.quote_name(Attention._meta.db_table)
+    marks = ", ".join(["%s"] * len(escalation_pks))
+    sql = (
+        f"SELECT escalation_id, kind, user_id FROM {table}"  # noqa: S608 (the model's table)
+        f" WHERE escalation_id IN ({marks}) AND expires_at > %s"
+        " ORDER BY escalation_id, kind, user_id"
     )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*escalation_pks, now])
+        return tuple(tuple(row) for row in cursor.fetchall())

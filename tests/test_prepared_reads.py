@@ -2,18 +2,22 @@
 same rows, the same values, select_related's objects attached, whatever values are bound, on
 each database (PostgreSQL's backend wraps some integers in a type of its own, SQLite does not).
 
-They serve the live pages (the rows after a seq, the coordination with its owner, for every
-state a page shows) and a batch's locks (one statement per length of its list of keys)."""
+They serve the live pages (the rows after a seq, the coordination with its owner, who looks
+at the cards, for every state a page shows) and a batch's locks (one statement per length of
+its list of keys)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from coordination import statements, timeline
-from coordination.models import Agent, Coordination, Frame, Orientation
-from tests.factories import KEY, frame, send
+from coordination import attention, statements, timeline
+from coordination.models import Agent, Attention, Coordination, Escalation, Frame, Orientation
+from tests.factories import KEY, frame, seed, send
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +110,26 @@ def test_a_batchs_locks_read_each_list_of_keys_whatever_its_length(agents):
     stranger = seen[(coordination.pk, more[0].pk)]
     assert (stranger.participant, stranger.orientation_pk) == (False, None)
     assert not mine.imported
+
+
+def test_who_looks_at_the_cards_is_what_the_orm_reads(agents, operators):
+    escalation = seed(agents)
+    other = Escalation.objects.get(pk=escalation.pk)
+    other.pk, other.branch_index = None, 99  # a second branch of the same answer
+    other.save()
+    attention.looking(operators["alice"], [escalation.pk, other.pk])
+    attention.on_it(escalation, operators["bob"])
+    attention.looking(operators["bob"], [other.pk])
+    Attention.objects.filter(user=operators["alice"], escalation=other).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    def orm(pks: list[int]) -> tuple:
+        rows = Attention.objects.filter(escalation_id__in=pks, expires_at__gt=timezone.now())
+        ordered = rows.order_by("escalation_id", "kind", "user_id")
+        return tuple(ordered.values_list("escalation_id", "kind", "user_id"))
+
+    for pks in ([escalation.pk], [escalation.pk, other.pk], [other.pk], [other.pk + 1000]):
+        assert attention.fingerprint(pks) == orm(pks)
+    assert len(attention.fingerprint([escalation.pk, other.pk])) == 3  # alice's on `other` expired
+    assert attention.fingerprint([]) == ()

@@ -179,7 +179,11 @@ async def live_load(
     started = time.perf_counter()
     until = started + seconds
     each = rate / len(sockets) if rate else None
-    pumps = asyncio.gather(*(s.pump(window, until, each) for s in sockets))
+    # At a rate, the agents' clocks start 1/rate apart: 100 frames/s in all is a frame every
+    # 10 ms, not all twenty agents' frames at once five times a second.
+    pumps = asyncio.gather(
+        *(s.pump(window, until, each, i / rate if rate else 0.0) for i, s in enumerate(sockets))
+    )
     probes = None
     if rate is None:
         probes = asyncio.create_task(_probe(stack, operator, spare, paths[0], seconds))

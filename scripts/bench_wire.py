@@ -144,13 +144,17 @@ class AgentSocket:
         if not self.in_flight:
             self.drained.set()
 
-    async def pump(self, window: int, until: float, rate: float | None = None) -> list[float]:
+    async def pump(
+        self, window: int, until: float, rate: float | None = None, start: float = 0.0
+    ) -> list[float]:
         """Send orientation frames until `until` (perf_counter), `window` in flight at most,
-        at `rate` frames/s when given; ack latencies in ms. No task or future per frame:
-        the reader settles them, so the client stays cheap beside the server."""
+        at `rate` frames/s when given, the first `start` seconds from now; ack latencies in
+        ms. No task or future per frame: the reader settles them, so the client stays cheap
+        beside the server."""
         self.slots = asyncio.Semaphore(window)
         self.latencies = []
-        next_at = time.perf_counter()
+        next_at = time.perf_counter() + start
+        await asyncio.sleep(start)
         while time.perf_counter() < until:
             await self.slots.acquire()
             frame = self.frame()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
@@ -164,7 +164,8 @@ def _woken_here(layer: Any, group: str, message: dict[str, Any]) -> bool:
         if loop is running:
             wake()
         else:  # sync code's own loop (async_to_sync), a test's: wake on the page's loop
-            loop.call_soon_threadsafe(wake)
+            with suppress(RuntimeError):  # closed meanwhile: that page is gone
+                loop.call_soon_threadsafe(wake)
     return True
 
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from coordination.models import Attention, AttentionKind, Escalation
+from coordination.models.prepared import marks, table
 
 LOOKING_SECONDS = 15
 ON_IT_SECONDS = 10 * 60
@@ -95,11 +96,9 @@ def fingerprint(escalation_pks: Collection[int]) -> tuple[tuple[int, str, int], 
         return ()
     # One plain statement: built by the ORM, it cost more to compile than to run (a tenth of
     # the live pages' time in bench_live, a page showing escalation cards at 100 frames/s).
-    table = connection.ops.quote_name(Attention._meta.db_table)
-    marks = ", ".join(["%s"] * len(escalation_pks))
     sql = (
-        f"SELECT escalation_id, kind, user_id FROM {table}"  # noqa: S608 (the model's table)
-        f" WHERE escalation_id IN ({marks}) AND expires_at > %s"
+        f"SELECT escalation_id, kind, user_id FROM {table(Attention)}"  # noqa: S608
+        f" WHERE escalation_id IN ({marks(len(escalation_pks))}) AND expires_at > %s"
         " ORDER BY escalation_id, kind, user_id"
     )
     now = connection.ops.adapt_datetimefield_value(timezone.now())

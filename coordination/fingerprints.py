@@ -24,18 +24,15 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
+from coordination.models.prepared import table
 
 Fingerprint = dict[str, Any]
-
-
-def _table(model: type) -> str:
-    return connection.ops.quote_name(model._meta.db_table)  # type: ignore[attr-defined]
 
 
 def _escalations(where: str) -> str:
     """The state of the escalations `where` selects: count, newest, pending, latest decision,
     tiers, votes (six columns; `where` takes one parameter, the pending status next)."""
-    e, a = _table(Escalation), _table(Approval)
+    e, a = table(Escalation), table(Approval)
     return f"""
         (SELECT COUNT(*) FROM {e} WHERE {where}),
         (SELECT MAX(id) FROM {e} WHERE {where}),
@@ -48,7 +45,7 @@ def _escalations(where: str) -> str:
 def _every() -> str:
     """The nav's counter: pending escalations anywhere, with the newest and the latest
     decision (so the state never recurs, see `live.Block`), and the agents' presence."""
-    e, ag = _table(Escalation), _table(Agent)
+    e, ag = table(Escalation), table(Agent)
     return f"""
         (SELECT COUNT(*) FROM {e} WHERE status = %s),
         (SELECT MAX(id) FROM {e}),
@@ -59,7 +56,7 @@ def _every() -> str:
 
 @cache
 def _coordination_sql() -> str:
-    r, o = _table(RouteRequest), _table(Orientation)
+    r, o = table(RouteRequest), table(Orientation)
     here = "coordination_id = %s"
     return f"""SELECT c.head_seq, c.owner_id, c.state, {_escalations(here)}, {_every()},
         (SELECT COUNT(*) FROM {r} WHERE {here}),
@@ -67,7 +64,7 @@ def _coordination_sql() -> str:
         (SELECT MAX(updated_at) FROM {r} WHERE {here}),
         (SELECT COUNT(*) FROM {o} WHERE {here}),
         (SELECT MAX(frame_id) FROM {o} WHERE {here})
-        FROM {_table(Coordination)} c WHERE c.id = %s"""  # noqa: S608
+        FROM {table(Coordination)} c WHERE c.id = %s"""  # noqa: S608
 
 
 def _escalation_params(*where: Any) -> list[Any]:

@@ -30,6 +30,7 @@ from coordination.models import (
     RequestStatus,
     RouteRequest,
 )
+from coordination.models.prepared import marks, table
 from coordination.schemas import (
     Branch,
     FocusSnapshotView,
@@ -186,15 +187,13 @@ def agent_rows(coordination_pk: int, agent_pks: Set[int]) -> list[AgentRow]:
     """The agents block's cards as rows, by name: `agent_pks` (who has spoken here) and
     those with an orientation here. One statement, no model built: a live page draws only
     the cards whose state (the row's first four values) it has not drawn yet."""
-    quote = connection.ops.quote_name
-    agents, orientations = quote(Agent._meta.db_table), quote(Orientation._meta.db_table)
-    marks = ", ".join(["%s"] * len(agent_pks)) or "NULL"
+    agents, orientations = table(Agent), table(Orientation)
     sql = (
         f"SELECT a.id, a.name, a.presence, o.frame_id, o.role, o.intent, o.guardrails"  # noqa: S608
         f" FROM {agents} a LEFT JOIN {orientations} o"
         " ON o.agent_id = a.id AND o.coordination_id = %s"
         # Two lookups by primary key, never a scan of every agent (a fleet has thousands).
-        f" WHERE a.id IN ({marks})"
+        f" WHERE a.id IN ({marks(len(agent_pks))})"
         f" OR a.id IN (SELECT agent_id FROM {orientations} WHERE coordination_id = %s)"
     )
     with connection.cursor() as cursor:

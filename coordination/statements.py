@@ -27,7 +27,7 @@ from coordination.models import (
     RouteRequest,
     TraceImport,
 )
-from coordination.models.prepared import PreparedSelect, Slot
+from coordination.models.prepared import PreparedSelect, Slot, marks, table
 from coordination.schemas import Envelope, PayloadView
 
 # Placeholder values, unique and of each field's type; never bound to a query.
@@ -158,11 +158,10 @@ def locked_agents(pks: list[int]) -> list[Agent]:
 def _pairs(model: type[Model], columns: str, coordinations: list[int], agents: list[int]) -> list:
     """`columns` of `model`'s rows for these coordinations and agents (a plain statement: the
     ORM would build it anew for every batch)."""
-    table = connection.ops.quote_name(model._meta.db_table)
-    marks = ", ".join(["%s"] * len(coordinations)), ", ".join(["%s"] * len(agents))
     sql = (
-        f"SELECT {columns} FROM {table} "  # noqa: S608 (names from the models; values bound)
-        f"WHERE coordination_id IN ({marks[0]}) AND agent_id IN ({marks[1]})"
+        f"SELECT {columns} FROM {table(model)} "  # noqa: S608 (names from the models; values bound)
+        f"WHERE coordination_id IN ({marks(len(coordinations))})"
+        f" AND agent_id IN ({marks(len(agents))})"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*coordinations, *agents])

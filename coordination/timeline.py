@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from coordination.models import HUMAN_PREFIX, Coordination, Frame
-from coordination.models.prepared import PreparedSelect, Slot
+from coordination.models.prepared import PreparedSelect, Slot, table
 from coordination.present import TIMELINE_PAGE, TimelineRow
 from coordination.schemas import PresenceView
 from coordination.sharing import SHARED
@@ -201,9 +201,8 @@ class Digest:
 
 @cache
 def _digest_sql() -> str:
-    frames = connection.ops.quote_name(Frame._meta.db_table)
     return (
-        f"SELECT seq, agent_id, type, sender FROM {frames}"  # noqa: S608
+        f"SELECT seq, agent_id, type, sender FROM {table(Frame)}"  # noqa: S608
         " WHERE coordination_id = %s AND seq > %s ORDER BY seq"
     )
 

@@ -359,6 +359,16 @@ _PLAIN_PRE_SAVE = {Field.pre_save, DateTimeField.pre_save, DateField.pre_save}
 T = TypeVar("T")
 
 
+def table(model: type[Model], using: str = "default") -> str:
+    """`model`'s table, quoted for a plain statement (names from the model, never from input)."""
+    return str(connections[using].ops.quote_name(model._meta.db_table))
+
+
+def marks(count: int) -> str:
+    """`count` placeholders for an IN list ("%s, %s, …"; "NULL" for none, which matches no row)."""
+    return ", ".join(["%s"] * count) or "NULL"
+
+
 def _cached(key: Hashable, using: str, build: Callable[[], T]) -> T:
     """Per thread (a compiled statement holds nothing of a connection, but the converters a
     backend hands out may) and per database alias."""

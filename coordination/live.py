@@ -73,14 +73,12 @@ News = tuple[str, int, bool]
 # An escalation card, its state block (out of band) and that block without its times.
 RenderedCard = tuple[present.EscalationCard, str, str]
 
-# What a page shows, summed up by part ("chain", "escalations"…, see fingerprints.py):
-# each block names the parts it is drawn from, so a frame re-renders only what it changes.
-
-# A block: its id, the state it is drawn from, a stamp, and how to render it. A socket that
-# drew the block from that state already skips it; else state and stamp are the block's key
-# in `SHARED`, so one rendering serves every viewer. A rendering reads afresh, so it may be
-# newer than its key: a key never recurs once the state moved on (it holds a count or time
-# that only grows, or the stamp does), so no viewer is handed an older state for a newer key.
+# A block: its id, the state it is drawn from (the fingerprint's parts it names, see
+# fingerprints.py, so a frame re-renders only what it changes), a stamp, and how to render it.
+# A socket that drew the block from that state already skips it; else state and stamp are the
+# block's key in `SHARED`, so one rendering serves every viewer. A rendering reads afresh, so
+# it may be newer than its key: a key never recurs once the state moved on (it holds a count
+# or time that only grows, or the stamp does), so no viewer gets an older state for a newer key.
 Block = tuple[str, Hashable, Hashable, Callable[[], str]]
 
 
@@ -112,6 +110,9 @@ class LivePage:
         # The versions the page was rendered with: a card still at that version is not sent
         # again on connect, which would wipe a note the operator began typing.
         self.rendered_versions = shown
+        # Cards this socket has sent decided: a decision is final, so they are read no more
+        # (an inbox open all day would otherwise read every card it ever showed, each wake).
+        self.final: set[int] = set()
         self.last_fingerprint: Fingerprint | None = None
         # When what this page shows was read (see `Shared.latest`); None before the first.
         self.read_at: int | None = None
@@ -122,7 +123,7 @@ class LivePage:
         (more rows are waiting, or what was shared had been read before tick `asked`)."""
         # A few aggregate queries tell whether anything this page shows may have changed;
         # only then is it rendered (the slow timer asks every few seconds, per viewer).
-        shown = tuple(sorted(self.cards))
+        shown = self.live_cards()
         self.look(shown)
         # The rows after the page's seq, then the fingerprint, in one read (renders run beside
         # ingest, so frames commit in between): the blocks drawn for the fingerprint are at
@@ -237,8 +238,16 @@ class LivePage:
                 pass  # the page already shows this state
             elif self.cards[card.pk] != settled:
                 parts.append(state)
+                if card.decided:  # nobody is on it any more: its people block goes quiet
+                    parts.append(_people_html(card.pk, {"decided": True}))
             self.cards[card.pk] = settled
+            if card.decided:
+                self.final.add(card.pk)
         return parts
+
+    def live_cards(self) -> tuple[int, ...]:
+        """The cards shown that may still change: pending, or not yet sent decided."""
+        return tuple(sorted(pk for pk in self.cards if pk not in self.final))
 
     def identity(self) -> tuple[Hashable, ...]:
         """Which page this is, for `SHARED`: pages with one identity show the same things."""
@@ -255,7 +264,7 @@ class LivePage:
     def people_blocks(self, fingerprint: Fingerprint | None, asked: int) -> list[str]:
         """Who else looks at each card, who is on it: a block of its own per card, so the
         card's form (and what the operator typed) is not re-sent when someone arrives."""
-        cards = tuple(sorted(self.cards))
+        cards = self.live_cards()
         # Who looks at the cards is the fingerprint's last part (see `read`).
         looks = asked if fingerprint is None else 0
         key = ("people", *self.identity(), cards, _state(fingerprint, "looks"))
@@ -268,19 +277,10 @@ class LivePage:
         return parts
 
     def render_people(self) -> dict[int, str]:
+        context = {"user": self.user, "can_decide": self.can_decide, "next": self.next_url()}
         return {
-            pk: render_to_string(
-                "coordination/escalation_card.html#people",
-                {
-                    "card_pk": pk,
-                    "people": attention.seen_by(people, self.user),
-                    "user": self.user,
-                    "can_decide": self.can_decide,
-                    "next": self.next_url(),
-                    "oob": True,
-                },
-            )
-            for pk, people in attention.people(list(self.cards)).items()
+            pk: _people_html(pk, {**context, "people": attention.seen_by(people, self.user)})
+            for pk, people in attention.people(self.live_cards()).items()
         }
 
     def fingerprint(self) -> Fingerprint | None:
@@ -298,6 +298,12 @@ class LivePage:
 
     def next_url(self) -> str:
         return ""
+
+
+def _people_html(card_pk: int, context: dict[str, Any]) -> str:
+    """A card's people block, to swap in by its id."""
+    context = {**context, "card_pk": card_pk, "oob": True}
+    return render_to_string("coordination/escalation_card.html#people", context)
 
 
 def _inbox_count() -> str:
@@ -465,7 +471,7 @@ class InboxPage(LivePage):
         return {"escalations": found["escalations"], "pending": found["pending"]}
 
     def escalation_cards(self) -> list[present.EscalationCard]:
-        return present.inbox(extra_pks=set(self.cards))
+        return present.inbox(extra_pks=set(self.live_cards()))
 
     def next_url(self) -> str:
         return reverse("escalation-inbox")

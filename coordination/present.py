@@ -285,6 +285,11 @@ class EscalationCard:
         return len(self.approvers)
 
     @property
+    def decided(self) -> bool:
+        """Approved or rejected: final (a decided escalation never changes again)."""
+        return not self.escalation.is_pending
+
+    @property
     def at_deadline(self) -> str:
         """What happens when the deadline passes with no decision."""
         if settings.ESCALATION_DEFAULT == "next_tier" and self.escalation.tier == 1:

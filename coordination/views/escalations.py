@@ -58,14 +58,17 @@ def escalation_detail(request: ConsoleRequest, pk: int) -> HttpResponse:
 def on_it(request: ConsoleRequest, pk: int) -> HttpResponse:
     """ "I'm on it": shown on the card to every other operator for a while."""
     escalation = get_object_or_404(Escalation, pk=pk)
-    attention.on_it(escalation, request.user)
+    decided = not escalation.is_pending  # a page older than the decision: nothing to be on
+    if not decided:
+        attention.on_it(escalation, request.user)
     if not request.htmx:
         return redirect(_back(request, escalation))
     people = attention.seen_by(attention.people([pk])[pk], request.user)
+    context = {"card_pk": pk, "people": people, "user": request.user, "can_decide": True}
     return render(
         request,
         "coordination/escalation_card.html#people",
-        {"card_pk": pk, "people": people, "user": request.user, "can_decide": True, "next": ""},
+        {**context, "next": "", "decided": decided},
     )
 
 

@@ -29,7 +29,15 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import DateField, DateTimeField, Field, ForeignKey, Model, QuerySet
+from django.db.models import (
+    DateField,
+    DateTimeField,
+    Field,
+    ForeignKey,
+    JSONField,
+    Model,
+    QuerySet,
+)
 
 # What the ORM's own iterator sets select_related's objects with (not in django-stubs).
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]
@@ -342,6 +350,11 @@ def _to_db(field: Field[Any, Any], connection: Any) -> Callable[[Any], Any]:
         return lambda value: (
             adapt(value) if type(value) is datetime and value.tzinfo is not None else general(value)
         )
+    if isinstance(field, JSONField):
+        # An empty list, the frame's usual `warnings`: adapted once (a JSON dump each time
+        # cost more than the rest of the frame's row).
+        empty = general([])
+        return lambda value: empty if type(value) is list and not value else general(value)
     return general
 
 

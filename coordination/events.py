@@ -76,9 +76,6 @@ def frame_owed(agent_pk: int, delivery_pk: int, raw: str) -> None:
 
 
 def _on_commit(group: str, message: dict[str, Any]) -> None:
-    if message["type"] in HINTS and _held(group, message["type"]):
-        return
-
     def committed() -> None:
         collected = _collected.get()
         if collected is not None:
@@ -87,26 +84,6 @@ def _on_commit(group: str, message: dict[str, Any]) -> None:
             _send_now([(group, message)])
 
     transaction.on_commit(committed)
-
-
-def _held(group: str, kind: str) -> bool:
-    """Whether the open transaction already sends this hint when it commits (a batch of
-    frames to one coordination registered two callbacks a frame, then coalesced them all).
-
-    Kept with the transaction's list of callbacks: Django starts a new list for each
-    transaction, and when a savepoint rolls back alone (taking its callbacks with it), so a
-    hint is never left relying on a callback that is gone; at worst it is registered twice."""
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        return False
-    held = connection.__dict__.get("ltpdash_hints")
-    if held is None or held[0] is not connection.run_on_commit:
-        held = connection.__dict__["ltpdash_hints"] = (connection.run_on_commit, set())
-    key = (group, kind)
-    if key in held[1]:
-        return True
-    held[1].add(key)
-    return False
 
 
 @contextmanager

@@ -323,8 +323,9 @@ def _chained(
         insert=batch.insert if batch else prepared.insert,
     )
     if batch:
-        batch.owe_head(coordination)
-    events.coordination_changed(coordination.pk, stored.seq)
+        batch.owe_head(coordination)  # its pages are hinted once, when the batch settles
+    else:
+        events.coordination_changed(coordination.pk, stored.seq)
     return stored
 
 

@@ -11,11 +11,12 @@ keys given as they are appended (so what refers to them can be written before th
     1. lock     `agent(pk)` / `coordination(key, agent)`: read with the lock the first time,
                 then the batch's own copy (what the batch wrote is in it, in memory)
     2. owe      the frame path notes the rows it changed (`owe_*`, `insert`) instead of
-                writing them
+                writing them (and instead of hinting the pages of each chain it appends to)
     3. settle   before a frame whose effects read those rows from the database (anything but
                 an orientation or an unknown type in a coordination), and before the COMMIT:
-                the frames go out in one statement, the other owed writes one per row, and
-                the batch forgets its copies (the next frame locks again, and reads what that
+                the frames go out in one statement, the other owed writes one per row, each
+                chain that moved is hinted once (coordination.events), and the batch forgets
+                its copies (the next frame locks again, and reads what that
                 frame's effects wrote)
 
 What else writes those rows in the batch's transaction (a silent agent's presence change
@@ -32,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordination import events
 from coordination.models import Agent, Coordination, Frame, Orientation, prepared
 from coordination.statements import (
     Seen,
@@ -135,6 +137,8 @@ class Batch:
         orientations = list(self.orientations.items())
         if prepared.update_rows(Orientation, orientations) != len(orientations):
             raise Stale("an orientation row is gone")
+        for pk in self.heads:  # a hint per chain that moved, not per frame
+            events.coordination_changed(pk)
         prepared.update_rows(
             Agent,
             [

@@ -310,3 +310,27 @@ def test_a_silent_agent_speaking_again_in_a_batch_gets_its_presence_frame_in_the
     assert Frame.objects.filter(coordination__key="room", type="presence").count() == 1
     assert verify_trace(Coordination.objects.get(key="room").trace_lines()).ok
     assert Agent.objects.get(pk=quiet.pk).presence == Presence.ONLINE
+
+
+@pytest.mark.django_db
+def test_a_batch_hints_each_coordination_it_moved_once(django_capture_on_commit_callbacks):
+    # Pages are woken per chain that moved, not per frame: 12 frames to 2 coordinations
+    # register a hint for each coordination and one for the dashboard each, where every
+    # frame registered two.
+    agents = fleet(2)
+
+    def batch(round_: int) -> list[Work]:
+        return [
+            Work(
+                agent,
+                [orientation(f"{agent.name}-{round_}-{n}", agent.name) for n in range(6)],
+                "s",
+            )
+            for agent in agents
+        ]
+
+    ingest_batch(batch(0))  # the coordinations exist (opening one is news of its own)
+    with django_capture_on_commit_callbacks() as callbacks:
+        outcomes = ingest_batch(batch(1))
+    assert all(o.error is None for done in outcomes for o in done)
+    assert len(callbacks) == 4

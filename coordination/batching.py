@@ -15,8 +15,9 @@ path.
     3. answer    only after COMMIT: every frame's outcome goes back to its socket, and the
                  batch's events are published (coordination.events)
 
-On PostgreSQL several lanes (LTP_INGEST_LANES) store batches side by side, each on its own
-thread and connection, so their round trips to the database overlap; SQLite has one.
+Several lanes (LTP_INGEST_LANES, one by default) store batches side by side, each on its own
+thread and connection, so their round trips to PostgreSQL overlap; their threads also take
+turns at the GIL with the event loop, which today costs more than the overlap gains.
 
 "Acknowledged" still means "stored": no outcome leaves before the COMMIT it depends on, and a
 batch whose COMMIT fails is run again frame by frame (ingest_batch), each frame in its own
@@ -109,8 +110,8 @@ class _Lane:
 class GroupCommit:
     """The lanes of one event loop (one daphne process serves from one loop).
 
-    With one lane (SQLite, which takes one writer at a time) batches run on Django's thread
-    for sync code, like every other database call of the process. With several (PostgreSQL),
+    With one lane (the default) batches run on Django's thread for sync code, like every
+    other database call of the process. With several,
     each lane has a thread and a connection of its own, and a frame goes to the lane of the
     coordination it names: one coordination's frames queue in one lane, so batches in
     different lanes rarely wait for each other's row locks."""

@@ -211,10 +211,11 @@ LTP_MAX_FRAME_BYTES = env_int("LTPDASH_MAX_FRAME_BYTES", 64 * 1024, minimum=1024
 # Frames per second an agent may send, all its sockets and HTTP calls together (token bucket
 # per daphne process, burst = 2x; coordination/limits.py).
 LTP_RATE_LIMIT = env_int("LTPDASH_RATE_LIMIT", 500, minimum=1)
-# Batches of agents' frames stored at once per daphne process (coordination.batching). SQLite
-# takes one writer at a time, so one lane; on PostgreSQL batches for different coordinations
-# proceed side by side, each on its own connection, and their round trips overlap.
-LTP_INGEST_LANES = env_int("LTPDASH_INGEST_LANES", 4 if DATABASE_URL else 1, minimum=1)
+# Batches of agents' frames stored at once per daphne process (coordination.batching). One on
+# both databases: on PostgreSQL more lanes overlap their round trips, but their threads take
+# turns at the GIL with the event loop, and the batches get smaller (scripts/bench.sh
+# --scale-out, C=10: 1,856 frames/s with one lane, 1,469 with four).
+LTP_INGEST_LANES = env_int("LTPDASH_INGEST_LANES", 1, minimum=1)
 LTP_MAX_FRAMES_PER_REQUEST = env_int("LTPDASH_MAX_FRAMES_PER_REQUEST", 500, minimum=1)
 # Live sockets one agent may hold; one more is closed with 4409.
 LTP_MAX_CONNECTIONS_PER_AGENT = env_int("LTPDASH_MAX_CONNECTIONS_PER_AGENT", 16, minimum=1)

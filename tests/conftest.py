@@ -31,10 +31,10 @@ def _live_render_threads_closed():
 @pytest.fixture(autouse=True)
 def _one_ingest_lane_in_this_process(settings):
     """Sockets served in this process (channels' communicators) store their frames on Django's
-    thread for sync code. Several lanes (PostgreSQL's default) run on pool threads that keep
-    their database connections, which would hold the test database open at teardown; the real
-    daphne processes the end-to-end tests start keep the default and exercise the lanes; a
-    test that asks for several has their threads and connections closed after it."""
+    thread for sync code. Several lanes run on pool threads that keep their database
+    connections, which would hold the test database open at teardown; a test that asks for
+    several has their threads and connections closed after it (the real daphne processes of
+    tests/test_group_commit.py exercise several lanes end to end)."""
     settings.LTP_INGEST_LANES = 1
     yield
     stop_lanes()

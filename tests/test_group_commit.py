@@ -165,10 +165,12 @@ def test_a_batch_takes_fewer_statements_than_the_same_frames_one_by_one():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_many_sockets_at_once_every_acked_frame_is_in_a_gapless_verifying_chain(tmp_path):
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_many_sockets_at_once_every_acked_frame_is_in_a_gapless_verifying_chain(tmp_path, lanes):
     made = [Agent.create_with_token(f"gc-{i}", scope=FLEET) for i in range(8)]
     agents = {agent.name: token for agent, token in made}
-    server = start_daphne(tmp_path, {"LTPDASH_RATE_LIMIT": "100000"})
+    env = {"LTPDASH_RATE_LIMIT": "100000", "LTPDASH_INGEST_LANES": str(lanes)}
+    server = start_daphne(tmp_path, env)
     try:
         acked = asyncio.run(_send_at_once(server, agents, per_agent=40))
     finally:

@@ -36,6 +36,7 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -220,9 +221,24 @@ def named_coordination(item: Any) -> str | None:
 
 
 def new_id(prefix: str = "srv") -> str:
-    # 128 random bits as 32 hex digits, as uuid4().hex gave, at a fraction of its cost (one
-    # per ack sent).
-    return f"{prefix}-{os.urandom(16).hex()}"
+    """An id for a frame ltpdash makes (one per ack sent): 32 hex digits, 64 random bits drawn
+    once per process then a count, unique across processes and restarts as the random part
+    is. A fresh draw per id was a system call that let go of the GIL on the event loop's
+    thread, once per ack, handing it to the ingest thread mid-reply."""
+    return f"{prefix}-{_ids.prefix}{next(_ids.count):016x}"
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.draw()
+
+    def draw(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.count = itertools.count()
+
+
+_ids = _Ids()
+os.register_at_fork(after_in_child=_ids.draw)  # a forked child draws its own
 
 
 # --- lenient payload views ---------------------------------------------------------------------

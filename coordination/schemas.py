@@ -36,6 +36,7 @@ is stored for a refused frame; only the first two close a socket (4401, 4429).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import time
@@ -221,11 +222,13 @@ def named_coordination(item: Any) -> str | None:
 
 
 def new_id(prefix: str = "srv") -> str:
-    """An id for a frame ltpdash makes (one per ack sent): 32 hex digits, 64 random bits drawn
-    once per process then a count, unique across processes and restarts as the random part
-    is. A fresh draw per id was a system call that let go of the GIL on the event loop's
-    thread, once per ack, handing it to the ingest thread mid-reply."""
-    return f"{prefix}-{_ids.prefix}{next(_ids.count):016x}"
+    """An id for a frame ltpdash makes (one per ack sent): 32 hex digits, a keyed hash of a
+    count, the key drawn once per process. Unique as 128 random bits are, and they say
+    nothing of how many frames the process answered. A fresh random draw per id was a
+    system call that let go of the GIL on the event loop's thread, once per ack, handing it
+    to the ingest thread mid-reply; the hash keeps it (inputs this small are hashed under it)."""
+    count = next(_ids.count).to_bytes(8, "little")
+    return f"{prefix}-{hashlib.blake2b(count, key=_ids.key, digest_size=16).hexdigest()}"
 
 
 class _Ids:
@@ -233,7 +236,7 @@ class _Ids:
         self.draw()
 
     def draw(self) -> None:
-        self.prefix = os.urandom(8).hex()
+        self.key = os.urandom(32)
         self.count = itertools.count()
 
 

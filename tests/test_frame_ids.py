@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from coordination.schemas import new_id
@@ -22,13 +23,24 @@ def test_ids_are_unique_and_keep_their_shape():
     assert all(ID.match(i) for i in ids)
 
 
-def test_another_process_draws_other_ids():
+def test_ids_do_not_count_what_the_process_answered():
+    # An agent sees the ids of its acks: they must not tell it how busy the process is.
+    ids = [int(new_id("ltpdash").split("-", 1)[1], 16) for _ in range(1_000)]
+    steps = {later - earlier for earlier, later in pairwise(ids)}
+    assert len(steps) == len(ids) - 1  # no common step between neighbours
+    assert sum(later > earlier for earlier, later in pairwise(ids)) < 600
+
+
+def test_two_processes_make_different_ids():
     code = "from coordination.schemas import new_id; print(new_id('ltpdash'))"
-    other = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout.strip()
-    assert ID.match(other)
-    assert other[:24] != new_id("ltpdash")[:24]  # a random part of its own, not a count
+    firsts = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert all(ID.match(first) for first in firsts)
+    assert firsts[0] != firsts[1]  # each process its own key: not the same first id
 
 
 def test_a_forked_child_draws_its_own():
@@ -40,4 +52,4 @@ def test_a_forked_child_draws_its_own():
     os.close(write)
     os.waitpid(child, 0)
     theirs = os.read(read, 100).decode()
-    assert ID.match(theirs) and theirs[:24] != new_id("ltpdash")[:24]
+    assert ID.match(theirs) and theirs not in {new_id("ltpdash") for _ in range(5)}

@@ -83,6 +83,12 @@ class BrowserPage:
         """Until htmx's ws extension has opened the page's socket."""
         self.page.wait_for_function("() => window.__wsOpen === true")
 
+    def wait_first_fragment(self) -> None:
+        """Until the page's socket has swapped in its first message (on connect a live page
+        sends some blocks whole: a test that marks DOM nodes waits for them first)."""
+        self.wait_live()
+        self.page.wait_for_function("() => (window.__wsMessages || 0) > 0")
+
 
 @pytest.fixture
 def browser_page(browser, live):
@@ -90,6 +96,8 @@ def browser_page(browser, live):
     # Record when the page's socket opens (htmx's ws extension fires htmx:wsOpen).
     context.add_init_script(
         "document.addEventListener('htmx:wsOpen', () => { window.__wsOpen = true; });"
+        "document.addEventListener('htmx:wsAfterMessage', () => {"
+        " window.__wsMessages = (window.__wsMessages || 0) + 1; });"
     )
     page = BrowserPage(context, live.http)
     yield page

@@ -82,7 +82,7 @@ def test_an_agents_new_intent_replaces_its_card_alone_in_the_browser(
     })  # fmt: skip
     browser_page.log_in_as("vic")
     page = browser_page.goto(f"/coordinations/{KEY}/")
-    browser_page.wait_live()
+    browser_page.wait_first_fragment()  # the agents block sent whole on connect is in
     triage = page.locator(f"#agent-card-{agents.triage.pk}")
     metrics = page.locator(f"#agent-card-{agents.metrics.pk}")
     expect(triage).to_be_visible()

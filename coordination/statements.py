@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, F, Model, OuterRef, Subquery
+from django.db.models import Exists, F, Model, OuterRef, QuerySet, Subquery
 
 from coordination.models import (
     Agent,
@@ -27,7 +27,7 @@ from coordination.models import (
     RouteRequest,
     TraceImport,
 )
-from coordination.models.prepared import PreparedSelect, Slot, marks, table
+from coordination.models.prepared import M, PreparedSelect, Slot, marks, table
 from coordination.schemas import Envelope, PayloadView
 
 # Placeholder values, unique and of each field's type; never bound to a query.
@@ -116,8 +116,12 @@ def seen(coordination: Coordination) -> Seen | None:
 
 # A batch's locks take a list of keys: one prepared statement per length of the list (at most
 # MAX_BATCH of them, each compiled when first used), with placeholders of each field's type.
-def _slots(count: int, placeholder: Callable[[int], Any]) -> list[Slot]:
-    return [Slot(f"v{i}", placeholder(i)) for i in range(count)]
+def _over_list(
+    count: int, placeholder: Callable[[int], Any], query: Callable[[list[Any]], QuerySet[M]]
+) -> PreparedSelect[M]:
+    """`query(values)` prepared for lists of `count` values (`_values` binds them)."""
+    slots = [Slot(f"v{i}", placeholder(i)) for i in range(count)]
+    return PreparedSelect(lambda **values: query(list(values.values())), *slots)
 
 
 def _values(items: list[Any]) -> dict[str, Any]:
@@ -126,26 +130,24 @@ def _values(items: list[Any]) -> dict[str, Any]:
 
 @cache
 def _agents_locked(count: int) -> PreparedSelect[Agent]:
-    return PreparedSelect(
-        lambda **pks: (
-            Agent.objects.select_for_update(no_key=True)
-            .filter(pk__in=list(pks.values()))
-            .order_by("pk")
-        ),
-        *_slots(count, lambda i: -7_000_100 - i),
+    return _over_list(
+        count,
+        lambda i: -7_000_100 - i,
+        lambda pks: Agent.objects.select_for_update(no_key=True).filter(pk__in=pks).order_by("pk"),
     )
 
 
 @cache
 def _coordinations_locked(count: int) -> PreparedSelect[Coordination]:
-    return PreparedSelect(
-        lambda **keys: (
+    return _over_list(
+        count,
+        lambda i: f"\ue000key{i}",
+        lambda keys: (
             Coordination.objects.select_for_update(no_key=True)
-            .filter(key__in=list(keys.values()))
+            .filter(key__in=keys)
             .annotate(imported=Exists(TraceImport.objects.filter(coordination=OuterRef("pk"))))
             .order_by("pk")
         ),
-        *_slots(count, lambda i: f"\ue000key{i}"),
     )
 
 

@@ -154,13 +154,13 @@ def _woken_here(layer: Any, group: str, message: dict[str, Any]) -> bool:
     """Wake `group`'s pages directly when the layer is this process's own; False to send."""
     if message["type"] not in HINTS or not isinstance(layer, InMemoryChannelLayer):
         return False
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
     for wake, loop in list(_wakes.get(group, {}).items()):
         if loop.is_closed():
             continue
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
         if loop is running:
             wake()
         else:  # sync code's own loop (async_to_sync), a test's: wake on the page's loop
